@@ -1,0 +1,1 @@
+"""Diffusion mechanics shared by every stage: forward noising, training targets and sampling."""

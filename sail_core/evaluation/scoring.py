@@ -1,0 +1,35 @@
+"""Building the scorers an evaluation names, and running them over images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+WORLD_SCORER = "world"
+
+
+def build_scorers(names: Sequence[str], device: torch.device | str = "cpu") -> list:
+    scorers = []
+    for name in names:
+        if name == WORLD_SCORER:
+            from sail_core.world.scorer import WorldJudgeScorer
+
+            scorers.append(WorldJudgeScorer())
+        else:
+            from sail_core.evaluation.scorers import build_scorer
+
+            scorers.append(build_scorer(name, device=device))
+    return scorers
+
+
+def score_images(scorers: Sequence, images: np.ndarray, prompts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every metric of every scorer, one value per image (uint8 [n, H, W, 3])."""
+    pil = [Image.fromarray(a) for a in images]
+    out: dict[str, np.ndarray] = {}
+    for scorer in scorers:
+        for metric, values in scorer.score(pil, list(prompts)).items():
+            out[metric] = np.asarray(values, dtype=np.float64)
+    return out

@@ -1,0 +1,1 @@
+"""File formats: atomic writes, Parquet tables and safetensors tensor shards."""

@@ -1,0 +1,91 @@
+"""Atomic file and directory writes.
+
+A reader never sees a half-written artifact: everything is written under a temporary name in the
+destination directory and renamed into place (``os.replace`` is atomic on POSIX). A finished
+artifact is never overwritten silently: callers must pass ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from sail_core.errors import ArtifactExistsError
+
+_CHUNK = 1 << 20
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise ArtifactExistsError(f"{path} already exists; refusing to overwrite a finished artifact")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary file path; on success it is renamed to ``path``, on error deleted."""
+    path = Path(path)
+    _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces ``path`` as a whole, on error it is removed."""
+    path = Path(path)
+    _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _check_target(path, overwrite)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = False) -> Path:
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str, *, overwrite: bool = False) -> Path:
+    return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """Content hash of a file, or of a directory (relative paths and file contents, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()

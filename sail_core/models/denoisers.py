@@ -1,0 +1,181 @@
+"""The policy ε_θ and a reference ε_ref, as the two noise predictors Diffusion-DPO and the self-reward need.
+
+Full fine-tuning holds two UNets: the policy (trainable, float32 master weights) and a frozen
+reference copy (``reference_dtype``, bf16 on GPUs). LoRA holds one UNet: the base weights, the
+lineage's frozen adapters and, when training, one trainable adapter; policy and reference are two
+sets of active adapters on it (the reference of seed DPO is the UNet with adapters disabled).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+
+from sail_core.config import ModelConfig
+from sail_core.errors import InputError
+from sail_core.models.adapters import (
+    TRAIN_ADAPTER,
+    AdapterSwitch,
+    add_adapter,
+    adapter_names,
+    load_adapter,
+    save_adapter,
+)
+from sail_core.models.bundle import load_unet, torch_dtype
+from sail_core.models.lineage import UnetCheckpoint
+from sail_core.io.atomic import atomic_dir
+from sail_core.seeding import derive_seed
+
+
+class Denoisers:
+    """Noise predictions of a policy and a reference on the same inputs."""
+
+    policy_unet: UNet2DConditionModel
+    """The raw policy UNet (its parameters, checkpoints and adapters live here)."""
+    policy_module: torch.nn.Module
+    """What the policy forward calls: the UNet itself, or a trainer's wrapper of it (e.g. DDP)."""
+
+    def policy(self, sample: torch.Tensor, timesteps: torch.Tensor, **kwargs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reference(self, sample: torch.Tensor, timesteps: torch.Tensor, **kwargs) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.policy_unet.dtype
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.policy_unet.parameters() if p.requires_grad]
+
+
+class TwoUnets(Denoisers):
+    def __init__(self, policy_unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel) -> None:
+        self.policy_unet = self.policy_module = policy_unet
+        self.reference_unet = reference_unet
+
+    def policy(self, sample, timesteps, **kwargs):
+        return self.policy_module(sample.to(self.policy_unet.dtype), timesteps, **kwargs).sample
+
+    @torch.no_grad()
+    def reference(self, sample, timesteps, **kwargs):
+        dtype = self.reference_unet.dtype
+        kwargs = _cast(kwargs, dtype)
+        return self.reference_unet(sample.to(dtype), timesteps, **kwargs).sample
+
+
+class AdapterViews(Denoisers):
+    def __init__(self, unet: UNet2DConditionModel, policy_adapters: list[str], reference_adapters: list[str]):
+        self.policy_unet = self.policy_module = unet
+        self.policy_adapters = policy_adapters
+        self.reference_adapters = reference_adapters
+        self._switch = AdapterSwitch(unet) if (policy_adapters or reference_adapters) else None
+        self._active: list[str] | None = None
+
+    def use(self, names: list[str]) -> None:
+        """Make ``names`` the active adapters (a no-op when they already are)."""
+        if self._switch is not None and names != self._active:
+            self._switch.activate(names)
+            self._active = names
+
+    def policy(self, sample, timesteps, **kwargs):
+        self.use(self.policy_adapters)
+        return self.policy_module(sample.to(self.policy_unet.dtype), timesteps, **kwargs).sample
+
+    @torch.no_grad()
+    def reference(self, sample, timesteps, **kwargs):
+        self.use(self.reference_adapters)
+        return self.policy_unet(sample.to(self.policy_unet.dtype), timesteps, **kwargs).sample
+
+
+def _cast(kwargs: dict, dtype: torch.dtype) -> dict:
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            out[key] = value.to(dtype)
+        elif isinstance(value, dict):
+            out[key] = _cast(value, dtype)
+        else:
+            out[key] = value
+    return out
+
+
+def _check_prefix(reference: UnetCheckpoint, policy: UnetCheckpoint) -> None:
+    if not reference.is_prefix_of(policy):
+        raise InputError(f"LoRA reference {reference.label!r} is not an ancestor of policy {policy.label!r}",
+                         parameter="reward.reference")
+
+
+def load_for_inference(
+    config: ModelConfig,
+    run_dir: str | Path,
+    policy: UnetCheckpoint,
+    reference: UnetCheckpoint,
+    device: torch.device | str = "cpu",
+) -> Denoisers:
+    """Policy and reference for scoring (no gradients), in ``frozen_dtype``."""
+    dtype = torch_dtype(config.frozen_dtype)
+    if policy.kind == "full" or reference.kind == "full":
+        return TwoUnets(
+            load_unet(config, policy, run_dir, dtype=dtype, device=device).eval().requires_grad_(False),
+            load_unet(config, reference, run_dir, dtype=dtype, device=device).eval().requires_grad_(False),
+        )
+    _check_prefix(reference, policy)
+    unet = load_unet(config, UnetCheckpoint(), run_dir, dtype=dtype, device=device).eval().requires_grad_(False)
+    names = adapter_names(len(policy.adapters))
+    for name, path in zip(names, policy.adapters):
+        load_adapter(unet, name, Path(run_dir) / path)
+    unet.to(device).requires_grad_(False)
+    return AdapterViews(unet, names, names[: len(reference.adapters)])
+
+
+def load_for_training(
+    config: ModelConfig,
+    run_dir: str | Path,
+    init: UnetCheckpoint,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> Denoisers:
+    """A trainable policy initialised from ``init`` and a frozen reference equal to ``init``
+    (Diffusion-DPO's setting, and each SAIL round's: the previous model is both)."""
+    if config.train_mode == "full":
+        policy_unet = load_unet(config, init, run_dir, dtype=torch.float32, device=device).train()
+        reference_unet = load_unet(config, init, run_dir, dtype=torch_dtype(config.reference_dtype), device=device)
+        return TwoUnets(policy_unet, reference_unet.eval().requires_grad_(False))
+    if init.kind == "full":
+        raise InputError("cannot train LoRA on top of a fully fine-tuned lineage", parameter="model.train_mode")
+    # bf16/fp16 mixed precision keeps the frozen base in float32 here; accelerate autocasts the matmuls.
+    unet = load_unet(config, UnetCheckpoint(), run_dir, dtype=torch.float32, device=device).requires_grad_(False)
+    names = adapter_names(len(init.adapters))
+    for name, path in zip(names, init.adapters):
+        load_adapter(unet, name, Path(run_dir) / path)
+    with torch.random.fork_rng(devices=[]):
+        # peft draws lora_A from the global generator: seed it, or two runs start from different adapters
+        torch.manual_seed(derive_seed("lora-init", seed, len(init.adapters)))
+        add_adapter(unet, TRAIN_ADAPTER, config.lora)
+    unet.to(device).train()
+    views = AdapterViews(unet, names + [TRAIN_ADAPTER], names)
+    views.use(views.policy_adapters)
+    return views
+
+
+def save_trained(
+    config: ModelConfig,
+    denoisers: Denoisers,
+    init: UnetCheckpoint,
+    out_dir: str | Path,
+    run_dir: str | Path,
+    label: str,
+) -> UnetCheckpoint:
+    """Write the trained policy (UNet folder, or the new adapter) and return its checkpoint spec."""
+    out_dir = Path(out_dir)
+    rel = out_dir.resolve().relative_to(Path(run_dir).resolve())
+    if config.train_mode == "full":
+        # overwrite: a UNet folder without model.json beside it is an interrupted save
+        with atomic_dir(out_dir / "unet", overwrite=True) as tmp:
+            denoisers.policy_unet.save_pretrained(tmp, safe_serialization=True)
+        return UnetCheckpoint(kind="full", weights=str(rel / "unet"), label=label)
+    save_adapter(denoisers.policy_unet, TRAIN_ADAPTER, config.lora, out_dir / "adapter.safetensors", overwrite=True)
+    return UnetCheckpoint(kind="lora", adapters=init.adapters + (str(rel / "adapter.safetensors"),), label=label)

@@ -1,0 +1,111 @@
+"""Stage: evaluate one model under the pinned protocol and summarise against a baseline (the base model)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from sail_core.config import SailConfig
+from sail_core.data.prompts import read_prompt_file
+from sail_core.errors import InputError
+from sail_core.evaluation.protocol import eval_items, generate_eval_images, protocol_record
+from sail_core.evaluation.scoring import build_scorers, score_images
+from sail_core.evaluation.summary import summarize
+from sail_core.images import encode_png, image_grid
+from sail_core.io.atomic import write_bytes, write_text
+from sail_core.io.tables import read_table, table_metadata, write_table
+from sail_core.models.bundle import ModelBundle
+from sail_core.models.denoisers import load_for_inference
+from sail_core.models.lineage import UnetCheckpoint
+from sail_core.stages.layout import Artifact, RunLayout
+from sail_core.stages.records import EvalRecord
+from sail_core.world.assets import resolve_eval_prompts
+
+Progress = Callable[[int, int], None]
+ITEM_COLUMNS = ("prompt", "category", "seed_index", "seed")
+
+
+def eval_prompts(config: SailConfig) -> tuple[list[str], list[str]]:
+    """Prompts and their categories (the file's stem, e.g. HPSv2's four style files)."""
+    if not config.eval.prompts:
+        raise InputError("no evaluation prompts given", parameter="eval.prompts")
+    prompts, categories = [], []
+    for spec in config.eval.prompts:
+        path = Path(resolve_eval_prompts(spec))
+        loaded = read_prompt_file(path)
+        prompts += loaded
+        categories += [path.stem] * len(loaded)
+    limit = config.eval.max_prompts
+    return (prompts[:limit], categories[:limit]) if limit else (prompts, categories)
+
+
+def _baseline_scores(layout: RunLayout, baseline: EvalRecord, protocol: dict, items) -> dict[str, np.ndarray]:
+    path = baseline.scores.resolve(layout.root)
+    if json.loads(table_metadata(path)["protocol"]) != protocol:
+        raise InputError("the baseline was evaluated under another protocol", file=path)
+    table = read_table(path).to_pydict()
+    index = {(p, s): i for i, (p, s) in enumerate(zip(table["prompt"], table["seed_index"]))}
+    try:
+        rows = [index[(item.prompt, item.seed_index)] for item in items]
+    except KeyError as exc:
+        raise InputError(f"the baseline has no score for {exc}", file=path) from exc
+    return {k: np.asarray(v)[rows] for k, v in table.items() if k not in ITEM_COLUMNS}
+
+
+def evaluate_model(
+    config: SailConfig,
+    bundle: ModelBundle,
+    layout: RunLayout,
+    checkpoint: UnetCheckpoint,
+    label: str,
+    out_dir: Path,
+    baseline: EvalRecord | None = None,
+    on_progress: Progress | None = None,
+) -> EvalRecord:
+    prompts, categories = eval_prompts(config)
+    items = eval_items(prompts, categories, config.eval)
+    protocol = protocol_record(bundle, config.eval)
+    scores_file, summary_file = out_dir / "scores.parquet", out_dir / "summary.json"
+    grid_file = out_dir / "grid.png"
+    if not scores_file.exists():
+        denoisers = load_for_inference(config.model, layout.root, checkpoint, checkpoint, bundle.device)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress is not None:
+                on_progress(done, len(items))
+
+        images = generate_eval_images(denoisers.policy, bundle, items, config.eval, denoisers.dtype, advance)
+        scores = score_images(build_scorers(config.eval.scorers, bundle.device), images, [i.prompt for i in items])
+        shown = [k for k, item in enumerate(items) if item.prompt_index < config.eval.grid_prompts]
+        if shown:
+            write_table(out_dir / "images.parquet", {
+                "prompt": [items[k].prompt for k in shown], "seed_index": [items[k].seed_index for k in shown],
+                "png": [encode_png(images[k]) for k in shown],
+            }, overwrite=True)
+            scale = max(1, 128 // images.shape[1])
+            grid = image_grid([images[k] for k in shown], columns=config.eval.seeds_per_prompt, scale=scale)
+            write_bytes(grid_file, encode_png(grid), overwrite=True)
+        table = {
+            "prompt": [i.prompt for i in items], "category": [i.category for i in items],
+            "seed_index": [i.seed_index for i in items], "seed": [i.seed for i in items], **scores,
+        }
+        write_table(scores_file, pa.table(table), metadata={"protocol": json.dumps(protocol), "label": label,
+                                                             "model": checkpoint.model_dump_json()})
+    table = read_table(scores_file).to_pydict()
+    scores = {k: np.asarray(v, dtype=np.float64) for k, v in table.items() if k not in ITEM_COLUMNS}
+    base = _baseline_scores(layout, baseline, protocol, items) if baseline is not None else None
+    metrics = summarize(scores, table["category"], base)
+    write_text(summary_file, json.dumps({"label": label, "protocol": protocol, "metrics": metrics}, indent=2),
+               overwrite=True)
+    return EvalRecord(
+        label=label, scores=Artifact.of(layout.root, scores_file), summary=Artifact.of(layout.root, summary_file),
+        metrics=metrics, grid=Artifact.of(layout.root, grid_file) if grid_file.exists() else None,
+    )

@@ -1,0 +1,69 @@
+"""Where a run's artifacts live, and the keys that name them.
+
+Every stage writes into its own directory ``<root>/<group>/<stage>-<key>``, where the key hashes the
+stage name, the settings that affect it and the content hashes of its inputs (:func:`stage_key`).
+Consequences: a finished artifact is never overwritten (changed inputs give a new directory); an
+interrupted stage reruns into the same directory and resumes from what it left there (generation
+shards, training step checkpoints); and the orchestration layer can use the key as its cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from sail_core.io.atomic import sha256_tree
+
+
+class Artifact(BaseModel):
+    """A file or directory of the run (relative path), with the hash of its content when recorded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    sha256: str
+
+    @staticmethod
+    def of(root: str | Path, path: str | Path) -> Artifact:
+        root = Path(root)
+        path = Path(path)
+        rel = path.resolve().relative_to(root.resolve()) if path.is_absolute() else path
+        return Artifact(path=rel.as_posix(), sha256=sha256_tree(root / rel))
+
+    def resolve(self, root: str | Path) -> Path:
+        return Path(root) / self.path
+
+    def verify(self, root: str | Path) -> bool:
+        """The artifact still exists and still has the recorded content."""
+        full = self.resolve(root)
+        return full.exists() and sha256_tree(full) == self.sha256
+
+
+def stage_key(stage: str, group: str, settings: Any, inputs: list[str]) -> str:
+    """16 hex digits naming one execution of a stage: stage, group (e.g. the round), settings, inputs."""
+    payload = json.dumps({"stage": stage, "group": group, "settings": settings, "inputs": inputs},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def rel(self, path: str | Path) -> str:
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+
+    def stage_dir(self, group: str, stage: str, key: str) -> Path:
+        return self.root / group / f"{stage}-{key[:8]}"
+
+    @staticmethod
+    def round_group(round_index: int) -> str:
+        return f"round-{round_index:02d}"

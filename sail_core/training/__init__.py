@@ -1,0 +1,1 @@
+"""Diffusion-DPO training: the loss, optimizers, step checkpoints and the training loop."""
