@@ -164,6 +164,18 @@ class EvalConfig(_Strict):
     grid_prompts: int = Field(8, ge=0)
 
 
+class RuntimeConfig(_Strict):
+    """Where and how stages run. Only ``train_processes`` can change results (it changes the noise
+    each process draws), so it is the only runtime setting in a cache key."""
+
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
+    train_processes: int = Field(1, gt=0)
+    """> 1: Diffusion-DPO runs under ``accelerate launch`` over this many GPUs of the machine."""
+    shard_workers: int = Field(0, ge=0)
+    """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
+
+
 class SailConfig(_Strict):
     preset: str = "custom"
     model: ModelConfig
@@ -178,6 +190,7 @@ class SailConfig(_Strict):
     """Diffusion-DPO of each round, with the previous model as both init and reference."""
     eval: EvalConfig = EvalConfig()
     rounds: int = Field(3, ge=0)
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")
     def _enough_prompt_budgets(self) -> SailConfig:

@@ -1,0 +1,1 @@
+"""Prefect flows: ``sail-loop`` (seed DPO then self-amplified rounds)."""

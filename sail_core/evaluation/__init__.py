@@ -1,0 +1,1 @@
+"""Evaluation: the pinned generation protocol, scorers, prompt sets and summaries."""

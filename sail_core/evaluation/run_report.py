@@ -1,0 +1,106 @@
+"""A run's results across iterations: the metrics table, a plot per metric, and image grids side by side."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from sail_core.images import encode_png
+from sail_core.io.atomic import write_bytes
+from sail_core.io.tables import read_table, write_table
+from sail_core.stages.records import EvalRecord
+
+
+def metric_names(records: Sequence[EvalRecord]) -> list[str]:
+    """Headline metrics: the per-image scores (no CI, category or win-rate columns), in first-seen order."""
+    names: list[str] = []
+    for record in records:
+        for key in record.metrics:
+            if not key.endswith(("_ci95", "_win_rate")) and "@" not in key and key not in names:
+                names.append(key)
+    return names
+
+
+def iteration_rows(records: Sequence[EvalRecord]) -> list[dict[str, float | str]]:
+    return [{"model": r.label, **r.metrics} for r in records]
+
+
+def format_table(records: Sequence[EvalRecord], metrics: Sequence[str] | None = None) -> str:
+    """A plain-text table: one row per model, ``mean ± ci95`` per metric and the win rate against the base."""
+    metrics = list(metrics or metric_names(records))
+    headers = ["model"] + [m for m in metrics] + [f"win({m})" for m in metrics[:1]]
+    rows = []
+    for r in records:
+        cells = [r.label] + [f"{r.metrics[m]:.4f} ± {r.metrics.get(m + '_ci95', float('nan')):.4f}" for m in metrics]
+        win = r.metrics.get(f"{metrics[0]}_win_rate") if metrics else None
+        cells.append("-" if win is None else f"{win:.3f}")
+        rows.append(cells)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])
+
+
+def write_metrics(records: Sequence[EvalRecord], path: str | Path) -> Path:
+    rows = iteration_rows(records)
+    keys = sorted({k for row in rows for k in row} - {"model"})
+    table = pa.table({"model": [row["model"] for row in rows],
+                      **{k: [row.get(k) for row in rows] for k in keys}})
+    return write_table(path, table, overwrite=True)
+
+
+def plot_metrics(records: Sequence[EvalRecord], path: str | Path, metrics: Sequence[str] | None = None) -> Path:
+    """One panel per metric: mean with its 95% CI across the models in order (base, iter 0, rounds...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(metrics or metric_names(records))
+    if not metrics:
+        raise ValueError("no metrics to plot")
+    labels = [r.label for r in records]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        means = np.array([r.metrics[metric] for r in records])
+        cis = np.array([r.metrics.get(f"{metric}_ci95", 0.0) for r in records])
+        ax.errorbar(range(len(records)), means, yerr=cis, marker="o", capsize=3)
+        ax.set_xticks(range(len(records)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return write_bytes(path, buffer.getvalue(), overwrite=True)
+
+
+def side_by_side(records: Sequence[EvalRecord], root: str | Path, path: str | Path, max_prompts: int = 8,
+                 scale: int | None = None) -> Path | None:
+    """Rows = (prompt, seed), columns = models: the same prompts and seeds across every model."""
+    columns = []
+    for record in records:
+        images_file = Path(root) / Path(record.scores.path).parent / "images.parquet"
+        if not images_file.exists():
+            return None
+        table = read_table(images_file).to_pydict()
+        columns.append({(p, s): png for p, s, png in zip(table["prompt"], table["seed_index"], table["png"])})
+    keys = [k for k in columns[0] if all(k in c for c in columns)]
+    prompts = list(dict.fromkeys(p for p, _ in keys))[:max_prompts]
+    keys = [k for k in keys if k[0] in prompts]
+    if not keys:
+        return None
+    tiles = [[np.asarray(Image.open(io.BytesIO(c[k])).convert("RGB")) for c in columns] for k in keys]
+    h, w, _ = tiles[0][0].shape
+    scale = scale or max(1, 96 // h)
+    pad = 2
+    grid = np.full((len(keys) * (h + pad) + pad, len(columns) * (w + pad) + pad, 3), 255, np.uint8)
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    return write_bytes(path, encode_png(grid), overwrite=True)

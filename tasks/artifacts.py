@@ -1,0 +1,52 @@
+"""What the Prefect UI shows of a run: a metrics table per round and a markdown artifact with samples."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from sail_core.evaluation.run_report import iteration_rows, metric_names
+from sail_core.stages.records import EvalRecord
+
+MAX_GRID_SIDE = 768
+"""Grids are embedded in the artifact as data URIs: larger ones are shrunk to keep the API payload small."""
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def _data_uri(path: Path) -> str:
+    image = Image.open(path).convert("RGB")
+    if max(image.size) > MAX_GRID_SIDE:
+        image.thumbnail((MAX_GRID_SIDE, MAX_GRID_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def publish_metrics(run_name: str, records: Sequence[EvalRecord]) -> None:
+    rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in iteration_rows(records)]
+    create_table_artifact(key=f"sail-metrics-{_slug(run_name)}", table=rows,
+                          description=f"SAIL metrics per iteration for run {run_name}")
+
+
+def publish_samples(run_name: str, record: EvalRecord, run_dir: str | Path) -> None:
+    metrics = metric_names([record])
+    lines = [f"## {record.label}", "", "| metric | mean | 95% CI | win rate vs base |", "|---|---|---|---|"]
+    for m in metrics:
+        win = record.metrics.get(f"{m}_win_rate")
+        lines.append(f"| {m} | {record.metrics[m]:.4f} | ±{record.metrics.get(m + '_ci95', float('nan')):.4f} | "
+                     f"{'-' if win is None else f'{win:.3f}'} |")
+    if record.grid is not None:
+        path = Path(run_dir) / record.grid.path
+        lines += ["", f"Samples (rows: prompts, columns: seeds) from `{record.grid.path}`:", "",
+                  f"![{record.label}]({_data_uri(path)})"]
+    create_markdown_artifact(key=f"sail-samples-{_slug(run_name)}-{_slug(record.label)}", markdown="\n".join(lines),
+                             description=f"Evaluation samples of {record.label}")

@@ -1,0 +1,43 @@
+"""Progress of a long stage, shown as a Prefect progress artifact and as a terminal progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from tqdm import tqdm
+
+MIN_INTERVAL_S = 2.0
+"""Artifact updates are API calls: at most one every two seconds (and one at the end)."""
+
+
+class StageProgress:
+    def __init__(self, key: str, description: str) -> None:
+        self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
+        self.bar = tqdm(desc=description, unit="it", file=sys.stderr, dynamic_ncols=True, disable=None)
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+        now = time.monotonic()
+        if done >= total or now - self.last >= MIN_INTERVAL_S:
+            self.last = now
+            update_progress_artifact(artifact_id=self.artifact_id, progress=100.0 * done / max(1, total))
+
+    def step(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        """Training callback: progress plus the current loss and implicit accuracy on the bar."""
+        self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['implicit_accuracy']:.2f}", refresh=False)
+        self(step, total)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> StageProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
