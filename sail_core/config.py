@@ -67,7 +67,8 @@ class SamplerConfig(_Strict):
 
 
 class GenerateConfig(_Strict):
-    n_candidates: int = Field(8, ge=2)
+    n_candidates: int = Field(8, ge=1)
+    """Samples per prompt; self-ranked pairs need at least 2 (checked when alpha > 0)."""
     seed: int = 0
     sampler: SamplerConfig = SamplerConfig()
     prompts_per_shard: int = Field(64, gt=0)
@@ -94,9 +95,28 @@ class RewardConfig(_Strict):
 class MixupConfig(_Strict):
     alpha: float = Field(0.25, ge=0.0, le=1.0)
     """Fraction of self-generated pairs in a round's training set."""
-    size: Literal["self_all", "seed_size"] | int = "self_all"
-    """How large the mixed set is: ``self_all`` keeps every self pair and adds human pairs to reach
-    the fraction alpha; ``seed_size`` makes the set as large as the seed set; an int fixes it."""
+    real_generated: float = Field(0.0, ge=0.0, le=1.0)
+    """Fraction of real ≻ generated pairs (RealAlign: a real image over the current model's sample for
+    its caption). The human seed pairs get 1 − alpha − real_generated − real_perturbed."""
+    real_perturbed: float = Field(0.0, ge=0.0, le=1.0)
+    """Fraction of real ≻ perturbed pairs (a real image over a degraded copy of itself)."""
+    size: Literal["self_all", "seed_size", "real_all"] | int = "self_all"
+    """How large the mixed set is: ``self_all`` keeps every self pair and adds the other sources to
+    reach the fraction alpha; ``seed_size`` makes the set as large as the seed set; ``real_all`` keeps
+    every real pair (the real source with the most pairs per unit of fraction is kept whole, the others
+    fill their fractions; the choice for pure RealAlign, alpha = 0 and no human pairs); an int fixes it."""
+
+    # RealAlign: the fractions of all sources must leave a non-negative share to the human pairs
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> MixupConfig:
+        total = self.alpha + self.real_generated + self.real_perturbed
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                f"mixup.alpha ({self.alpha}) + mixup.real_generated ({self.real_generated}) + "
+                f"mixup.real_perturbed ({self.real_perturbed}) = {total:g} must be <= 1 "
+                "(the human seed pairs get the rest)"
+            )
+        return self
 
 
 class TrainConfig(_Strict):
@@ -155,13 +175,112 @@ class PromptPoolConfig(_Strict):
 
 class EvalConfig(_Strict):
     prompts: tuple[str, ...] = ()
-    """Prompt set files; empty = the preset's default held-out prompts."""
+    """Prompt sets: ``<kind>:<path>`` with a kind of ``sail_core.data.prompt_sets.LOADERS``
+    (``pickapic_v2_validation_unique``, ``partiprompts``, ``hpsv2_benchmark``, ``text``) or a path whose
+    format is inferred; ``world`` = the embedded world's held-out prompts."""
     max_prompts: int | None = None
     seeds_per_prompt: int = Field(1, gt=0)
     seed: int = 0
     sampler: SamplerConfig = SamplerConfig()
     scorers: tuple[str, ...] = ()
+    """``world`` (the embedded world's hidden human) or names of ``sail_core.evaluation.scorers``."""
+    scorer_sources: dict[str, str] = {}
+    """Per scorer, its main weights: a Hub id or a local file/folder (default: the published ones)."""
+    scorer_options: dict[str, dict[str, str | int]] = {}
+    """Per scorer, its other pieces (e.g. ``{"aesthetic": {"clip": "/models/clip-vit-large-patch14"}}``)."""
     grid_prompts: int = Field(8, ge=0)
+
+
+# --- RealAlign: real images as preference anchors ------------------------------------------------
+
+PerturbationKind = Literal["blur", "noise", "jpeg", "colour_shift", "downscale", "contrast"]
+# the strength each kind accepts: (lowest, highest, whether the lowest is excluded)
+_STRENGTH_RANGES: dict[str, tuple[float, float, bool]] = {
+    "blur": (0.0, float("inf"), True), "noise": (0.0, 1.0, True), "jpeg": (0.0, 0.99, True),
+    "colour_shift": (0.0, 1.0, True), "downscale": (1.0, float("inf"), True), "contrast": (0.0, 1.0, True),
+}
+
+
+class PerturbationConfig(_Strict):
+    """One way to degrade a real image into a rejected sample (``sail_core.data.perturb``).
+
+    Strengths, applied to the image at the model's resolution:
+
+    * ``blur``: Gaussian blur, sigma in pixels (> 0);
+    * ``noise``: additive Gaussian noise, std in [0, 1] intensity units (0 < s <= 1);
+    * ``jpeg``: JPEG re-encoding at quality round(100 · (1 − s)) (0 < s <= 0.99);
+    * ``colour_shift``: one RGB offset per image in a seeded random direction, length s in [0, 1]
+      intensity units (0 < s <= 1);
+    * ``downscale``: down by the factor s (> 1, box filter), then back up (bicubic);
+    * ``contrast``: contrast towards the image's mean grey, multiplied by 1 − s (0 < s <= 1).
+    """
+
+    kind: PerturbationKind
+    strength: float
+
+    @model_validator(mode="after")
+    def _strength_in_range(self) -> PerturbationConfig:
+        lo, hi, open_lo = _STRENGTH_RANGES[self.kind]
+        if not (lo < self.strength if open_lo else lo <= self.strength) or self.strength > hi:
+            bound = f"> {lo:g}" if hi == float("inf") else f"in {'(' if open_lo else '['}{lo:g}, {hi:g}]"
+            raise ValueError(f"real.perturbations: strength {self.strength} of {self.kind!r} must be {bound}")
+        return self
+
+
+class RealAnchorConfig(_Strict):
+    """Real images as preference anchors (RealAlign): a real image for a caption is the preferred
+    sample; the rejected one is the current model's sample for that caption or a perturbed copy.
+
+    Accepted ``sources`` (each a path or glob; see ``sail_core.data.real_images``):
+
+    * a folder of images (``.jpg .jpeg .png .webp .bmp``) with captions in ``metadata.jsonl`` or
+      ``captions.jsonl`` (JSON lines with ``file_name`` and ``caption`` or ``text``), or in
+      ``captions.csv`` (header with ``file_name`` and ``caption`` or ``text``), or, without either,
+      one ``<image stem>.txt`` per image;
+    * a Parquet file of image bytes + caption: image column ``image`` (bytes, or a Hugging Face
+      ``{bytes, path}`` struct), ``jpg``, ``png``, ``webp`` or ``image_bytes``; caption column
+      ``caption``, ``text``, ``txt`` or ``prompt`` (first present; or set ``image_column`` /
+      ``caption_column``);
+    * a WebDataset ``.tar`` shard: samples ``<key>.jpg|jpeg|png|webp`` with ``<key>.txt`` or a
+      ``<key>.json`` holding ``caption``/``text``;
+    * ``world``: the embedded world's shipped real images.
+    """
+
+    sources: tuple[str, ...] = ()
+    image_column: str | None = None
+    """Parquet image column; None = the first of the accepted names present."""
+    caption_column: str | None = None
+    """Parquet caption column; None = the first of the accepted names present."""
+    max_images: int | None = Field(None, gt=0)
+    """Use a seeded random subset of this many images (None = all), read in source order."""
+    seed: int = 0
+    negatives: tuple[Literal["generated", "perturbed"], ...] = ("generated", "perturbed")
+    perturbations: tuple[PerturbationConfig, ...] = (
+        PerturbationConfig(kind="blur", strength=2.0), PerturbationConfig(kind="noise", strength=0.1),
+        PerturbationConfig(kind="jpeg", strength=0.9), PerturbationConfig(kind="colour_shift", strength=0.15),
+    )
+    perturbed_per_image: int = Field(1, gt=0)
+    """Perturbed negatives per image: this many distinct entries of ``perturbations``, a seeded draw per image."""
+    generated_per_image: int = Field(1, gt=0)
+    """Generated negatives per image and round: the first this many candidates generated for its caption."""
+    resize: Literal["center_crop", "error"] = "center_crop"
+    """``center_crop``: shorter side to model.resolution (bicubic), then a centred square crop (the seed
+    images' preprocessing); ``error``: an image that is not exactly resolution × resolution is an input error."""
+    allow_upscale: bool = True
+    """False: an image whose shorter side is below model.resolution is an input error (an upsampled real
+    image is blurry, and a blurry winner teaches blur)."""
+    encode_batch_size: int = Field(16, gt=0)
+    images_per_shard: int = Field(256, gt=0)
+    """Encoding is resumable at shard granularity."""
+
+    @model_validator(mode="after")
+    def _negatives_possible(self) -> RealAnchorConfig:
+        if len(set(self.negatives)) != len(self.negatives):
+            raise ValueError(f"real.negatives {list(self.negatives)} lists a kind twice")
+        if "perturbed" in self.negatives and self.perturbed_per_image > len(self.perturbations):
+            raise ValueError(f"real.perturbed_per_image ({self.perturbed_per_image}) exceeds the "
+                             f"{len(self.perturbations)} entries of real.perturbations")
+        return self
 
 
 class RuntimeConfig(_Strict):
@@ -191,6 +310,8 @@ class SailConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     rounds: int = Field(3, ge=0)
     runtime: RuntimeConfig = RuntimeConfig()
+    real: RealAnchorConfig = RealAnchorConfig()
+    """Real-image anchors (RealAlign); used only when mixup.real_generated or mixup.real_perturbed > 0."""
 
     @model_validator(mode="after")
     def _enough_prompt_budgets(self) -> SailConfig:
@@ -198,6 +319,28 @@ class SailConfig(_Strict):
             raise ValueError(
                 f"rounds={self.rounds} but prompts.per_round has only {len(self.prompts.per_round)} entries"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _sources_possible(self) -> SailConfig:
+        if self.mixup.alpha > 0 and self.generate.n_candidates < 2:
+            raise ValueError(f"self-ranked pairs (mixup.alpha > 0) need generate.n_candidates >= 2, "
+                             f"got {self.generate.n_candidates}")
+        human = 1.0 - self.mixup.alpha - self.mixup.real_generated - self.mixup.real_perturbed
+        if human > 1e-9 and not self.seed_data.pairs:
+            raise ValueError(f"mixup gives human pairs a fraction of {human:g} but seed_data.pairs is empty")
+        if self.mixup.alpha > 0 and not self.seed_data.pairs and not self.prompts.files:
+            raise ValueError("self-ranked rounds draw prompts from the seed data or prompts.files: set one")
+        return self
+
+    @model_validator(mode="after")
+    def _real_anchors_configured(self) -> SailConfig:
+        for fraction, negative in (("real_generated", "generated"), ("real_perturbed", "perturbed")):
+            if getattr(self.mixup, fraction) > 0:
+                if not self.real.sources:
+                    raise ValueError(f"mixup.{fraction} > 0 needs real images: set real.sources")
+                if negative not in self.real.negatives:
+                    raise ValueError(f"mixup.{fraction} > 0 but real.negatives does not include {negative!r}")
         return self
 
     def digest(self, *sections: str) -> str:
@@ -217,7 +360,13 @@ def _dig(data: dict[str, Any], dotted: str) -> Any:
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = data
+    model: type[BaseModel] | None = SailConfig
     for part in parts[:-1]:
+        field = model.model_fields.get(part) if model is not None else None
+        section = field.annotation if field is not None else None
+        model = section if isinstance(section, type) and issubclass(section, BaseModel) else None
+        if part not in node and model is not None:
+            node[part] = {}  # a section the file leaves at its defaults (e.g. ``real`` in the presets)
         if not isinstance(node.get(part), dict):
             raise InputError("no such config section", parameter=dotted)
         node = node[part]
@@ -236,21 +385,48 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config; ``extends: <preset or file>`` starts from that config and overrides it."""
+    if path in seen:
+        raise InputError("config files extend each other in a cycle", file=path)
+    data = yaml.safe_load(path.read_text()) or {}
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    parent_path = _config_path(parent, relative_to=path.parent)
+    return _merge(_read_config_file(parent_path, (*seen, path)), data)
+
+
+def _config_path(name: str | Path, relative_to: Path | None = None) -> Path:
+    path = Path(name)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name}.yaml"
+        if not path.exists():
+            raise InputError(f"unknown preset; choose one of {available_presets()} or a config file",
+                             parameter=str(name))
+        return path
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if not path.exists():
+        raise InputError("config file does not exist", file=path)
+    return path
+
+
 def load_config(
     preset_or_file: str | Path,
     overrides: dict[str, Any] | list[str] | None = None,
 ) -> SailConfig:
     """Build a config from a preset name or a YAML/JSON file, then apply dotted overrides."""
-    path = Path(preset_or_file)
-    if not path.suffix:
-        path = PRESETS_DIR / f"{preset_or_file}.yaml"
-        if not path.exists():
-            raise InputError(f"unknown preset; choose one of {available_presets()} or a config file",
-                             parameter=str(preset_or_file))
-    if not path.exists():
-        raise InputError("config file does not exist", file=path)
-    data = yaml.safe_load(path.read_text()) or {}
-    data.setdefault("preset", path.stem)
+    path = _config_path(preset_or_file)
+    data = _read_config_file(path)
+    data["preset"] = path.stem if path.parent == PRESETS_DIR else data.get("preset", path.stem)
     pairs = [parse_override(o) for o in overrides] if isinstance(overrides, list) else list((overrides or {}).items())
     for key, value in pairs:
         _set_dotted(data, key, value)

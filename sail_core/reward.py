@@ -105,4 +105,5 @@ def implicit_rewards(
 
 def preference_probability(reward_a: torch.Tensor | float, reward_b: torch.Tensor | float) -> torch.Tensor:
     """p(A ≻ B | y) = σ(r_A − r_B)  (Eq. 4/9)."""
-    return torch.sigmoid(torch.as_tensor(reward_a, dtype=torch.float64) - torch.as_tensor(reward_b, dtype=torch.float64))
+    difference = torch.as_tensor(reward_a, dtype=torch.float64) - torch.as_tensor(reward_b, dtype=torch.float64)
+    return torch.sigmoid(difference)

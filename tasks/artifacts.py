@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import Image
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from sail_core.evaluation.report import ModelEvaluation, metrics_table, to_markdown, win_rate_table
 from sail_core.evaluation.run_report import iteration_rows, metric_names
 from sail_core.stages.records import EvalRecord
 
@@ -30,11 +31,19 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def publish_metrics(run_name: str, records: Sequence[EvalRecord]) -> None:
+def publish_metrics(run_name: str, records: Sequence[EvalRecord], prompt_set: str = "eval") -> None:
+    """The metrics of every iteration so far: a table artifact (every number) and the paper-layout
+    table of ``sail evaluate`` (mean ± 95% CI per metric, per-category columns, win rates)."""
     rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
             for row in iteration_rows(records)]
     create_table_artifact(key=f"sail-metrics-{_slug(run_name)}", table=rows,
                           description=f"SAIL metrics per iteration for run {run_name}")
+    evaluations = [ModelEvaluation(r.label, prompt_set, r) for r in records]
+    markdown = to_markdown(metrics_table(evaluations))
+    if len(records) > 1:
+        markdown += "\n\n" + to_markdown(win_rate_table(evaluations, records[0].label))
+    create_markdown_artifact(key=f"sail-report-{_slug(run_name)}", markdown=markdown,
+                             description=f"SAIL results table for run {run_name}")
 
 
 def publish_samples(run_name: str, record: EvalRecord, run_dir: str | Path) -> None:

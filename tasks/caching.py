@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from sail_core.errors import SailError
-from sail_core.stages.bookkeeping import finished_record
+from sail_core.stages.bookkeeping import is_finished, set_aside_if_changed
 from sail_core.stages.keys import StageKey
 from tasks.context import InjectedFault, RunContext
 
@@ -55,10 +55,14 @@ def stage_task(stage: str, *, retries: int = 2) -> Callable[[Callable[..., T]], 
     )
 
 
-def run_stage(stage: Task[..., T], ctx: RunContext, key: StageKey, record_type: type, **inputs: Any) -> T:
+def run_stage(stage: Task[..., T], ctx: RunContext, key: StageKey, **inputs: Any) -> T:
     """Call a stage task with this run's result storage, re-running it if its data is no longer intact."""
     store = Path(ctx.run_dir) / ".prefect"
-    intact = finished_record(ctx.layout, key, record_type) is not None
+    moved = set_aside_if_changed(ctx.layout, key)
+    if moved is not None:
+        get_run_logger().warning("%s %s: its files changed after it finished; moved to %s and recomputing",
+                                 key.stage, key.group, moved)
+    intact = is_finished(ctx.layout, key)
     configured = stage.with_options(
         result_storage=store / "results",
         cache_policy=CacheKeyFnPolicy(cache_key_fn=_key_of).configure(key_storage=store / "keys"),

@@ -22,8 +22,10 @@ class RunContext(BaseModel):
     run_dir: str
     config: SailConfig
     fault: str | None = None
-    """``"<stage>:<group>"`` (e.g. ``"rank:round-01"``): that task raises :class:`InjectedFault`.
-    Not part of any cache key, so the rerun without it finds every earlier task cached."""
+    """Fault injection for tests, never part of a cache key (a rerun without it finds every earlier
+    task cached): ``"<stage>:<group>"`` (e.g. ``"rank:round-01"``) makes that task raise
+    :class:`InjectedFault` at its start; ``"<stage>:<group>:<n>"`` kills the whole process (SIGKILL,
+    as the OOM killer would) once the stage has reported ``n`` units of progress."""
 
     @property
     def layout(self) -> RunLayout:
@@ -42,3 +44,10 @@ class RunContext(BaseModel):
     def check_fault(self, stage: str, group: str) -> None:
         if self.fault == f"{stage}:{group}":
             raise InjectedFault(f"fault injected into {stage} of {group}")
+
+    def kill_after(self, stage: str, group: str) -> int | None:
+        """Progress count after which this process is to be killed, if a kill fault targets the stage."""
+        parts = (self.fault or "").split(":")
+        if len(parts) == 3 and parts[:2] == [stage, group]:
+            return int(parts[2])
+        return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -13,12 +15,15 @@ MIN_INTERVAL_S = 2.0
 
 
 class StageProgress:
-    def __init__(self, key: str, description: str) -> None:
+    def __init__(self, key: str, description: str, kill_after: int | None = None) -> None:
         self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
         self.bar = tqdm(desc=description, unit="it", file=sys.stderr, dynamic_ncols=True, disable=None)
         self.last = 0.0
+        self.kill_after = kill_after
 
     def __call__(self, done: int, total: int) -> None:
+        if self.kill_after is not None and done >= self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: die mid-stage, leaving no chance to clean up
         if self.bar.total != total:
             self.bar.total = total
         self.bar.n = done

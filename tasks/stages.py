@@ -7,8 +7,10 @@ from sail_core.stages.bookkeeping import record_finished, stage_dir
 from sail_core.stages.evaluate import evaluate_model
 from sail_core.stages.generate import generate_candidates, prepare_prompts
 from sail_core.stages.keys import ModelRef, StageKey
+from sail_core.stages.layout import Artifact
 from sail_core.stages.mix import mix_round
 from sail_core.stages.rank import rank_candidates
+from sail_core.stages.real import prepare_real, real_generated_pairs, real_perturbed_pairs
 from sail_core.stages.records import (
     CandidatesRecord,
     EvalRecord,
@@ -16,11 +18,11 @@ from sail_core.stages.records import (
     ModelRecord,
     PairsRecord,
     PromptsRecord,
+    RealRecord,
     SeedRecord,
 )
 from sail_core.stages.seed import prepare_seed
 from sail_core.stages.train import train_model
-from sail_core.stages.layout import Artifact
 from tasks.caching import stage_task
 from tasks.context import RunContext
 from tasks.progress import StageProgress
@@ -30,7 +32,8 @@ def _begin(ctx: RunContext, key: StageKey):
     ctx.check_fault(key.stage, key.group)
     out = stage_dir(ctx.layout, key)
     out.mkdir(parents=True, exist_ok=True)
-    return out, StageProgress(f"progress-{key.stage}-{key.group}", f"{key.stage} {key.group}")
+    return out, StageProgress(f"progress-{key.stage}-{key.group}", f"{key.stage} {key.group}",
+                              ctx.kill_after(key.stage, key.group))
 
 
 @stage_task("seed")
@@ -38,6 +41,15 @@ def seed_stage(ctx: RunContext, key: StageKey) -> SeedRecord:
     out, progress = _begin(ctx, key)
     with progress:
         record = prepare_seed(ctx.config, ctx.bundle(), ctx.layout, out, progress)
+    record_finished(ctx.layout, key, record)
+    return record
+
+
+@stage_task("real")
+def real_stage(ctx: RunContext, key: StageKey) -> RealRecord:
+    out, progress = _begin(ctx, key)
+    with progress:
+        record = prepare_real(ctx.config, ctx.bundle(), ctx.layout, out, progress)
     record_finished(ctx.layout, key, record)
     return record
 
@@ -77,9 +89,15 @@ def rank_stage(ctx: RunContext, key: StageKey, prompts: PromptsRecord, candidate
 
 
 @stage_task("mix")
-def mix_stage(ctx: RunContext, key: StageKey, seed: SeedRecord, pairs: PairsRecord) -> MixRecord:
+def mix_stage(ctx: RunContext, key: StageKey, round_index: int, seed: SeedRecord | None = None,
+              pairs: PairsRecord | None = None, real: RealRecord | None = None,
+              real_candidates: CandidatesRecord | None = None) -> MixRecord:
     out, _ = _begin(ctx, key)
-    record = mix_round(ctx.config, ctx.layout, seed, pairs, out)
+    mixup = ctx.config.mixup
+    generated = real_generated_pairs(ctx.layout, real, real_candidates) if mixup.real_generated > 0 else None
+    perturbed = real_perturbed_pairs(ctx.layout, real) if mixup.real_perturbed > 0 else None
+    record = mix_round(ctx.config, ctx.layout, seed, pairs, out, real_generated=generated, real_perturbed=perturbed,
+                       round_index=round_index)
     record_finished(ctx.layout, key, record)
     return record
 

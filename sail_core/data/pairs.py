@@ -36,6 +36,10 @@ PAIR_COLUMNS = tuple(PAIR_SCHEMA.names)
 
 SOURCE_HUMAN = "human"
 SOURCE_SELF = "self"
+SOURCE_REAL_GENERATED = "real-generated"
+"""RealAlign: a real image ≻ the current model's sample for its caption."""
+SOURCE_REAL_PERTURBED = "real-perturbed"
+"""RealAlign: a real image ≻ a perturbed copy of itself."""
 
 
 def pair_table(rows: Sequence[dict]) -> pa.Table:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sail_core.data.prompts import normalize_prompt
@@ -21,6 +22,15 @@ from sail_core.io.tables import read_table
 from sail_core.seeding import derive_seed
 
 REQUIRED_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
+PICKAPIC_V2_SCHEMA = pa.schema([
+    ("are_different", pa.bool_()), ("best_image_uid", pa.string()), ("caption", pa.string()),
+    ("created_at", pa.timestamp("ns")), ("has_label", pa.bool_()), ("image_0_uid", pa.string()),
+    ("image_0_url", pa.string()), ("image_1_uid", pa.string()), ("image_1_url", pa.string()),
+    ("jpg_0", pa.binary()), ("jpg_1", pa.binary()), ("label_0", pa.float64()), ("label_1", pa.float64()),
+    ("model_0", pa.string()), ("model_1", pa.string()), ("ranking_id", pa.int64()), ("user_id", pa.int64()),
+    ("num_example_per_prompt", pa.int64()), ("__index_level_0__", pa.int64()),
+])
+"""The published schema of ``yuvalkirstain/pickapic_v2`` (its dataset card's features)."""
 LABEL_COLUMNS = ("caption", "label_0", "label_1")
 
 

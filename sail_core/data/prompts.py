@@ -6,13 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from sail_core.data.prompt_sets import infer_prompt_set
 from sail_core.errors import InputError
-from sail_core.io.tables import read_table
 from sail_core.seeding import derive_seed
-
-PROMPT_COLUMNS = ("prompt", "caption", "Prompt", "text")
 
 
 def normalize_prompt(prompt: str) -> str:
@@ -21,38 +18,8 @@ def normalize_prompt(prompt: str) -> str:
 
 
 def read_prompt_file(path: str | Path) -> list[str]:
-    """Prompts from a text file (one per line; blank lines skipped), a TSV/CSV with a ``Prompt``
-    column, or a Parquet file with a ``prompt``/``caption``/``Prompt``/``text`` column."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("prompt file does not exist", file=path)
-    if path.suffix == ".parquet":
-        names = pq.read_schema(path).names
-        column = next((c for c in PROMPT_COLUMNS if c in names), None)
-        if column is None:
-            raise InputError(f"no prompt column (looked for {PROMPT_COLUMNS}; found {names})",
-                             file=path, column="prompt")
-        prompts = read_table(path, columns=[column]).column(column).to_pylist()
-        for row, prompt in enumerate(prompts):
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise InputError("empty prompt", file=path, row=row, column=column)
-    elif path.suffix in (".tsv", ".csv"):
-        import csv
-
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ",")
-            column = next((c for c in PROMPT_COLUMNS if c in (reader.fieldnames or [])), None)
-            if column is None:
-                raise InputError(f"no prompt column (found {reader.fieldnames})", file=path, column="Prompt")
-            prompts = [row[column] for row in reader]
-        for row, prompt in enumerate(prompts):
-            if not prompt or not prompt.strip():
-                raise InputError("empty prompt", file=path, row=row, column=column)
-    else:
-        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise InputError("the prompt set is empty", file=path)
-    return prompts
+    """Prompts of a file in any supported format (see :func:`sail_core.data.prompt_sets.infer_prompt_set`)."""
+    return list(infer_prompt_set(path).prompts)
 
 
 def unique_prompts(prompts: Sequence[str]) -> list[str]:

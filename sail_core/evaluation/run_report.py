@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from sail_core.errors import InputError
 from sail_core.images import encode_png
 from sail_core.io.atomic import write_bytes
 from sail_core.io.tables import read_table, write_table
@@ -55,23 +56,26 @@ def write_metrics(records: Sequence[EvalRecord], path: str | Path) -> Path:
 
 def plot_metrics(records: Sequence[EvalRecord], path: str | Path, metrics: Sequence[str] | None = None) -> Path:
     """One panel per metric: mean with its 95% CI across the models in order (base, iter 0, rounds...)."""
+    return plot_metric_grid({"": records}, path, metrics)
+
+
+def plot_metric_grid(groups: Mapping[str, Sequence[EvalRecord]], path: str | Path,
+                     metrics: Sequence[str] | None = None) -> Path:
+    """A row of panels per group (e.g. a prompt set), one panel per metric: mean with its 95% CI
+    across the group's models in order. A model without the metric leaves a gap in its panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = list(metrics or metric_names(records))
-    if not metrics:
+    metrics = list(metrics or metric_names([r for records in groups.values() for r in records]))
+    if not metrics or not groups:
         raise ValueError("no metrics to plot")
-    labels = [r.label for r in records]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        means = np.array([r.metrics[metric] for r in records])
-        cis = np.array([r.metrics.get(f"{metric}_ci95", 0.0) for r in records])
-        ax.errorbar(range(len(records)), means, yerr=cis, marker="o", capsize=3)
-        ax.set_xticks(range(len(records)), labels, rotation=30, ha="right", fontsize=8)
-        ax.set_title(metric, fontsize=10)
-        ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(len(groups), len(metrics), figsize=(3.6 * len(metrics), 3.2 * len(groups)),
+                             squeeze=False)
+    for row, (group, records) in zip(axes, groups.items()):
+        for ax, metric in zip(row, metrics):
+            _metric_panel(ax, records, metric, f"{group}: {metric}" if group else metric)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -79,22 +83,33 @@ def plot_metrics(records: Sequence[EvalRecord], path: str | Path, metrics: Seque
     return write_bytes(path, buffer.getvalue(), overwrite=True)
 
 
+def _metric_panel(ax, records: Sequence[EvalRecord], metric: str, title: str) -> None:
+    means = np.array([r.metrics.get(metric, np.nan) for r in records])
+    cis = np.array([r.metrics.get(f"{metric}_ci95", 0.0) for r in records])
+    ax.errorbar(range(len(records)), means, yerr=cis, marker="o", capsize=3)
+    ax.set_xticks(range(len(records)), [r.label for r in records], rotation=30, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
 def side_by_side(records: Sequence[EvalRecord], root: str | Path, path: str | Path, max_prompts: int = 8,
                  scale: int | None = None) -> Path | None:
     """Rows = (prompt, seed), columns = models: the same prompts and seeds across every model."""
-    columns = []
+    columns, files = [], []
     for record in records:
         images_file = Path(root) / Path(record.scores.path).parent / "images.parquet"
         if not images_file.exists():
             return None
+        files.append(images_file)
         table = read_table(images_file).to_pydict()
-        columns.append({(p, s): png for p, s, png in zip(table["prompt"], table["seed_index"], table["png"])})
+        columns.append({(p, s): (row, png)
+                        for row, (p, s, png) in enumerate(zip(table["prompt"], table["seed_index"], table["png"]))})
     keys = [k for k in columns[0] if all(k in c for c in columns)]
     prompts = list(dict.fromkeys(p for p, _ in keys))[:max_prompts]
     keys = [k for k in keys if k[0] in prompts]
     if not keys:
         return None
-    tiles = [[np.asarray(Image.open(io.BytesIO(c[k])).convert("RGB")) for c in columns] for k in keys]
+    tiles = [[_decode_png(*c[k], files[i]) for i, c in enumerate(columns)] for k in keys]
     h, w, _ = tiles[0][0].shape
     scale = scale or max(1, 96 // h)
     pad = 2
@@ -104,3 +119,11 @@ def side_by_side(records: Sequence[EvalRecord], root: str | Path, path: str | Pa
             grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     return write_bytes(path, encode_png(grid), overwrite=True)
+
+
+def _decode_png(row: int, data: bytes, file: Path) -> np.ndarray:
+    try:
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    except (OSError, ValueError) as exc:  # PIL raises UnidentifiedImageError (an OSError) or ValueError
+        raise InputError(f"cannot decode the image ({exc}); delete {file.parent} to evaluate that model again",
+                         file=file, row=row, column="png") from exc

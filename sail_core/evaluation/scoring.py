@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,9 @@ from PIL import Image
 WORLD_SCORER = "world"
 
 
-def build_scorers(names: Sequence[str], device: torch.device | str = "cpu") -> list:
+def build_scorers(names: Sequence[str], device: torch.device | str = "cpu",
+                  sources: Mapping[str, str] | None = None,
+                  options: Mapping[str, Mapping[str, object]] | None = None) -> list:
     scorers = []
     for name in names:
         if name == WORLD_SCORER:
@@ -21,7 +23,8 @@ def build_scorers(names: Sequence[str], device: torch.device | str = "cpu") -> l
         else:
             from sail_core.evaluation.scorers import build_scorer
 
-            scorers.append(build_scorer(name, device=device))
+            extra = dict((options or {}).get(name, {}))
+            scorers.append(build_scorer(name, (sources or {}).get(name), device=device, **extra))
     return scorers
 
 

@@ -20,6 +20,18 @@ from sail_core.errors import ArtifactExistsError
 _CHUNK = 1 << 20
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; finished artifacts get the usual permissions,
+# so that workers running as other users (a shared run directory) can read them
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise ArtifactExistsError(f"{path} already exists; refusing to overwrite a finished artifact")
@@ -37,6 +49,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         _check_target(path, overwrite)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -52,6 +65,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         _check_target(path, overwrite)
+        os.chmod(tmp, _DIR_MODE)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -20,7 +20,6 @@ from sail_core.config import DType, ModelConfig, SamplerConfig
 from sail_core.models.codec import LatentCodec, PixelCodec, VaeCodec
 from sail_core.models.conditioning import Conditioning, PromptEncoder
 from sail_core.models.lineage import UnetCheckpoint
-
 from sail_core.world.assets import BASE_MODEL_DIR as WORLD_MODEL_DIR
 
 

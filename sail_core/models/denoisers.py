@@ -15,17 +15,17 @@ from diffusers import UNet2DConditionModel
 
 from sail_core.config import ModelConfig
 from sail_core.errors import InputError
+from sail_core.io.atomic import atomic_dir
 from sail_core.models.adapters import (
     TRAIN_ADAPTER,
     AdapterSwitch,
-    add_adapter,
     adapter_names,
+    add_adapter,
     load_adapter,
     save_adapter,
 )
 from sail_core.models.bundle import load_unet, torch_dtype
 from sail_core.models.lineage import UnetCheckpoint
-from sail_core.io.atomic import atomic_dir
 from sail_core.seeding import derive_seed
 
 
@@ -52,7 +52,9 @@ class Denoisers:
 
 
 class TwoUnets(Denoisers):
-    def __init__(self, policy_unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel) -> None:
+    """A policy UNet and a reference UNet (None when only the policy is needed, e.g. for sampling)."""
+
+    def __init__(self, policy_unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel | None) -> None:
         self.policy_unet = self.policy_module = policy_unet
         self.reference_unet = reference_unet
 
@@ -61,6 +63,8 @@ class TwoUnets(Denoisers):
 
     @torch.no_grad()
     def reference(self, sample, timesteps, **kwargs):
+        if self.reference_unet is None:
+            raise RuntimeError("these denoisers were loaded for sampling and hold no reference UNet")
         dtype = self.reference_unet.dtype
         kwargs = _cast(kwargs, dtype)
         return self.reference_unet(sample.to(dtype), timesteps, **kwargs).sample
@@ -129,6 +133,19 @@ def load_for_inference(
         load_adapter(unet, name, Path(run_dir) / path)
     unet.to(device).requires_grad_(False)
     return AdapterViews(unet, names, names[: len(reference.adapters)])
+
+
+def load_policy(
+    config: ModelConfig,
+    run_dir: str | Path,
+    checkpoint: UnetCheckpoint,
+    device: torch.device | str = "cpu",
+) -> Denoisers:
+    """Only the policy, for sampling: one UNet (LoRA: with its lineage's adapters active)."""
+    if checkpoint.kind == "full":
+        unet = load_unet(config, checkpoint, run_dir, dtype=torch_dtype(config.frozen_dtype), device=device)
+        return TwoUnets(unet.eval().requires_grad_(False), None)
+    return load_for_inference(config, run_dir, checkpoint, checkpoint, device)
 
 
 def load_for_training(

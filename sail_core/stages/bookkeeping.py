@@ -9,6 +9,8 @@ changed since makes the stage run again instead of being trusted.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,15 +42,38 @@ def record_finished(layout: RunLayout, key: StageKey, record: BaseModel) -> dict
     return entry
 
 
-def finished_record(layout: RunLayout, key: StageKey, record_type: type[R]) -> R | None:
-    """The stage's record if it finished and its data is intact, else None."""
+def _intact_entry(layout: RunLayout, key: StageKey) -> dict[str, Any] | None:
     path = sidecar(layout, key)
     if not path.exists():
         return None
     entry = json.loads(path.read_text())
-    if not Artifact.model_validate(entry["data"]).verify(layout.root):
+    return entry if Artifact.model_validate(entry["data"]).verify(layout.root) else None
+
+
+def is_finished(layout: RunLayout, key: StageKey) -> bool:
+    """The stage finished and its data is still exactly what it wrote."""
+    return _intact_entry(layout, key) is not None
+
+
+def finished_record(layout: RunLayout, key: StageKey, record_type: type[R]) -> R | None:
+    """The stage's record if it finished and its data is intact, else None."""
+    entry = _intact_entry(layout, key)
+    return None if entry is None else record_type.model_validate(entry["record"])
+
+
+def set_aside_if_changed(layout: RunLayout, key: StageKey) -> Path | None:
+    """A stage that finished but whose data no longer has its recorded hash cannot be partly trusted
+    (which of its files are still right is unknown): move its directory and record aside, intact, so
+    the stage recomputes from nothing. An unfinished stage (no record) keeps its partial work."""
+    record = sidecar(layout, key)
+    if not record.exists() or is_finished(layout, key):
         return None
-    return record_type.model_validate(entry["record"])
+    aside = layout.root / ".changed" / f"{key.group}-{key.stage}-{key.key[:8]}-{time.time_ns()}"
+    aside.mkdir(parents=True)
+    if stage_dir(layout, key).exists():
+        os.replace(stage_dir(layout, key), aside / "data")
+    os.replace(record, aside / "record.json")
+    return aside
 
 
 def manifest(layout: RunLayout) -> list[dict[str, Any]]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from sail_core.config import SailConfig
-from sail_core.data.prompts import read_prompt_file
+from sail_core.data.prompt_sets import prompt_set_from_spec
 from sail_core.errors import InputError
 from sail_core.evaluation.protocol import eval_items, generate_eval_images, protocol_record
 from sail_core.evaluation.scoring import build_scorers, score_images
@@ -20,7 +20,7 @@ from sail_core.images import encode_png, image_grid
 from sail_core.io.atomic import write_bytes, write_text
 from sail_core.io.tables import read_table, table_metadata, write_table
 from sail_core.models.bundle import ModelBundle
-from sail_core.models.denoisers import load_for_inference
+from sail_core.models.denoisers import load_policy
 from sail_core.models.lineage import UnetCheckpoint
 from sail_core.stages.layout import Artifact, RunLayout
 from sail_core.stages.records import EvalRecord
@@ -31,17 +31,24 @@ ITEM_COLUMNS = ("prompt", "category", "seed_index", "seed")
 
 
 def eval_prompts(config: SailConfig) -> tuple[list[str], list[str]]:
-    """Prompts and their categories (the file's stem, e.g. HPSv2's four style files)."""
+    """Prompts and their categories (the set's own, e.g. HPSv2's styles, else the set's name)."""
     if not config.eval.prompts:
         raise InputError("no evaluation prompts given", parameter="eval.prompts")
     prompts, categories = [], []
     for spec in config.eval.prompts:
-        path = Path(resolve_eval_prompts(spec))
-        loaded = read_prompt_file(path)
-        prompts += loaded
-        categories += [path.stem] * len(loaded)
+        loaded = prompt_set_from_spec(resolve_eval_prompts(spec))
+        prompts += loaded.prompts
+        categories += loaded.categories or [loaded.name] * len(loaded)
     limit = config.eval.max_prompts
-    return (prompts[:limit], categories[:limit]) if limit else (prompts, categories)
+    if not limit or limit >= len(prompts):
+        return prompts, categories
+    # take prompts round-robin over categories, so a subsample of the HPSv2 benchmark keeps all four styles
+    by_category: dict[str, list[int]] = {}
+    for index, category in enumerate(categories):
+        by_category.setdefault(category, []).append(index)
+    order = [i for group in itertools.zip_longest(*by_category.values()) for i in group if i is not None]
+    chosen = sorted(order[:limit])
+    return [prompts[i] for i in chosen], [categories[i] for i in chosen]
 
 
 def _baseline_scores(layout: RunLayout, baseline: EvalRecord, protocol: dict, items) -> dict[str, np.ndarray]:
@@ -73,7 +80,7 @@ def evaluate_model(
     scores_file, summary_file = out_dir / "scores.parquet", out_dir / "summary.json"
     grid_file = out_dir / "grid.png"
     if not scores_file.exists():
-        denoisers = load_for_inference(config.model, layout.root, checkpoint, checkpoint, bundle.device)
+        denoisers = load_policy(config.model, layout.root, checkpoint, bundle.device)
         done = 0
 
         def advance(n: int) -> None:
@@ -83,7 +90,9 @@ def evaluate_model(
                 on_progress(done, len(items))
 
         images = generate_eval_images(denoisers.policy, bundle, items, config.eval, denoisers.dtype, advance)
-        scores = score_images(build_scorers(config.eval.scorers, bundle.device), images, [i.prompt for i in items])
+        scorers = build_scorers(config.eval.scorers, bundle.device, config.eval.scorer_sources,
+                                config.eval.scorer_options)
+        scores = score_images(scorers, images, [i.prompt for i in items])
         shown = [k for k, item in enumerate(items) if item.prompt_index < config.eval.grid_prompts]
         if shown:
             write_table(out_dir / "images.parquet", {

@@ -22,11 +22,12 @@ from sail_core.data.prompts import (
     unique_prompts,
 )
 from sail_core.diffusion.sampler import sample_latents
+from sail_core.errors import InputError
 from sail_core.io.tables import read_table, write_table
 from sail_core.io.tensors import read_tensors, write_tensors
 from sail_core.models.bundle import ModelBundle
 from sail_core.models.conditioning import Conditioning
-from sail_core.models.denoisers import load_for_inference
+from sail_core.models.denoisers import load_policy
 from sail_core.models.lineage import UnetCheckpoint
 from sail_core.seeding import derive_seed
 from sail_core.stages.layout import Artifact, RunLayout
@@ -41,12 +42,14 @@ CANDIDATE_SCHEMA = pa.schema([
 ])
 
 
-def round_pool(config: SailConfig, layout: RunLayout, seed: SeedRecord) -> list[str]:
+def round_pool(config: SailConfig, layout: RunLayout, seed: SeedRecord | None) -> list[str]:
     """The seed data's remaining captions (the paper's setting), or the user's prompt files minus the
     seed prompts."""
     if not config.prompts.files:
+        if seed is None:
+            raise InputError("rounds without human seed data need prompts.files", parameter="prompts.files")
         return column(layout, seed.pool, "prompt")
-    seed_prompts = {normalize_prompt(p) for p in column(layout, seed.pairs, "prompt")}
+    seed_prompts = {normalize_prompt(p) for p in column(layout, seed.pairs, "prompt")} if seed else set()
     prompts = unique_prompts([p for f in config.prompts.files for p in read_prompt_file(f)])
     return [p for p in prompts if normalize_prompt(p) not in seed_prompts]
 
@@ -55,7 +58,7 @@ def prepare_prompts(
     config: SailConfig,
     bundle: ModelBundle,
     layout: RunLayout,
-    seed: SeedRecord,
+    seed: SeedRecord | None,
     earlier: Sequence[PromptsRecord],
     round_index: int,
     out_dir: Path,
@@ -65,7 +68,7 @@ def prepare_prompts(
     if not prompts_file.exists():
         prompts = round_slices(round_pool(config, layout, seed), config.prompts.per_round[:round_index],
                                config.prompts.seed)[round_index - 1]
-        used = {"the human seed set": column(layout, seed.pairs, "prompt")}
+        used = {"the human seed set": column(layout, seed.pairs, "prompt")} if seed else {}
         used.update({f"round {r.round} ({r.prompts.path})": column(layout, r.prompts, "prompt") for r in earlier})
         check_disjoint(prompts, used, prompts_file)
         if not conds_file.exists():
@@ -104,7 +107,7 @@ def generate_candidates(
     todo = [s for s in wanted if not _shard_table(out_dir, s).exists()]
     if todo:
         conds = Conditioning.from_tensors(read_tensors(prompts.conds.resolve(layout.root)))
-        denoisers = load_for_inference(config.model, layout.root, policy, policy, bundle.device)
+        denoisers = load_policy(config.model, layout.root, policy, bundle.device)
         uncond = bundle.prompt_encoder.unconditional()
         per_shard = config.generate.prompts_per_shard
         total = sum(len(range(s * per_shard, min((s + 1) * per_shard, len(ids)))) for s in todo)

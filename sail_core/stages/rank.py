@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+
 from sail_core.config import SailConfig
 from sail_core.data.pairs import SOURCE_SELF, pair_table, read_pairs
 from sail_core.io.tables import read_table, write_table
@@ -115,12 +116,12 @@ def _rank_shard(config, bundle, layout, denoisers, table, members, conds, chunk,
         chosen = select_pair([reward[i] for i in mine], config.reward.selection, pid)
         if chosen is None:
             continue
-        w, l = mine[chosen.winner], mine[chosen.loser]
+        w, lo = mine[chosen.winner], mine[chosen.loser]
         pairs.append({
             "pair_id": f"self-{pid}", "source": SOURCE_SELF, "round": round_index, "prompt": table["prompt"][w],
             "cond_file": table["cond_file"][w], "cond_row": table["cond_row"][w],
             "w_file": table["latent_file"][w], "w_row": table["latent_row"][w],
-            "l_file": table["latent_file"][l], "l_row": table["latent_row"][l],
-            "reward_w": reward[w], "reward_l": reward[l], "p_win": chosen.p_win,
+            "l_file": table["latent_file"][lo], "l_row": table["latent_row"][lo],
+            "reward_w": reward[w], "reward_l": reward[lo], "p_win": chosen.p_win,
         })
     write_table(_pairs_shard(out_dir, shard), pair_table(pairs))

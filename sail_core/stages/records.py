@@ -55,6 +55,29 @@ class MixRecord(_Record):
     counts: dict[str, int]
 
 
+class RealRecord(_Record):
+    """RealAlign's real images, encoded once (``sail_core.stages.real``)."""
+
+    prompts: Artifact
+    """prompts.parquet (prompt_id, prompt): one row per real image, its caption."""
+    conds: Artifact
+    """conds.safetensors: the captions' conditioning, row i = prompts row i."""
+    anchors: Artifact
+    """anchors.parquet: each prompt_id's real latent (latent_file/latent_row) and where the image came from."""
+    perturbed_pairs: Artifact
+    """pairs.parquet: real ≻ perturbed pairs in the pair schema (empty without perturbed negatives)."""
+    perturbations: Artifact
+    """perturbations.parquet: per perturbed pair, the perturbation (index, kind, strength) and its seed."""
+    n_images: int
+    n_perturbed_pairs: int
+    generated_per_image: int
+    """Generated negatives each image gets per round (0 without generated negatives)."""
+
+    def prompts_record(self, round_index: int) -> PromptsRecord:
+        """The captions as a round's prompts, for ``generate_candidates`` (the generated negatives)."""
+        return PromptsRecord(round=round_index, prompts=self.prompts, conds=self.conds, n_prompts=self.n_images)
+
+
 class ModelRecord(_Record):
     round: int
     checkpoint: UnetCheckpoint

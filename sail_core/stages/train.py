@@ -45,9 +45,14 @@ def train_model(
         dataset = PairDataset.from_file(pairs.resolve(layout.root), layout.root)
         trainer = DpoTrainer(bundle, denoisers, dataset, train, out_dir / "steps", on_step=on_step)
         result = trainer.train()
-        checkpoint = save_trained(config.model, denoisers, init, out_dir, layout.root, label=f"round-{round_index}")
-        write_table(metrics_file, pa.Table.from_pylist(result.metrics), overwrite=True)
-        checkpoint.save(spec_file)  # written last: its presence marks the stage finished
+        accelerator = trainer.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:  # under accelerate launch, one process writes the model
+            checkpoint = save_trained(config.model, denoisers, init, out_dir, layout.root,
+                                      label=f"round-{round_index}")
+            write_table(metrics_file, pa.Table.from_pylist(result.metrics), overwrite=True)
+            checkpoint.save(spec_file)  # written last: its presence marks the stage finished
+        accelerator.wait_for_everyone()
         resumed_from = result.resumed_from
     checkpoint = UnetCheckpoint.load(spec_file)
     weights = checkpoint.weights if checkpoint.kind == "full" else checkpoint.adapters[-1]

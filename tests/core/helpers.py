@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from sail_core.config import SailConfig
+from sail_core.data.pickapic import PICKAPIC_V2_SCHEMA
 
 
 def jpeg_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> bytes:
@@ -22,15 +23,7 @@ def jpeg_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -
     return buffer.getvalue()
 
 
-PICKAPIC_SCHEMA = pa.schema([
-    ("are_different", pa.bool_()), ("best_image_uid", pa.string()), ("caption", pa.string()),
-    ("created_at", pa.timestamp("ns")), ("has_label", pa.bool_()), ("image_0_uid", pa.string()),
-    ("image_0_url", pa.string()), ("image_1_uid", pa.string()), ("image_1_url", pa.string()),
-    ("jpg_0", pa.binary()), ("jpg_1", pa.binary()), ("label_0", pa.float64()), ("label_1", pa.float64()),
-    ("model_0", pa.string()), ("model_1", pa.string()), ("ranking_id", pa.int64()), ("user_id", pa.int64()),
-    ("num_example_per_prompt", pa.int64()), ("__index_level_0__", pa.int64()),
-])
-"""The published schema of yuvalkirstain/pickapic_v2 (dataset card, features)."""
+
 
 
 def write_pickapic(path: Path, captions: list[str], labels: list[tuple[float, float]],
@@ -49,7 +42,7 @@ def write_pickapic(path: Path, captions: list[str], labels: list[tuple[float, fl
         "label_0": [a for a, _ in labels], "label_1": [b for _, b in labels],
         "model_0": ["m"] * n, "model_1": ["m"] * n, "ranking_id": list(range(n)), "user_id": [1] * n,
         "num_example_per_prompt": [1] * n, "__index_level_0__": list(range(n)),
-    }, schema=PICKAPIC_SCHEMA)
+    }, schema=PICKAPIC_V2_SCHEMA)
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
 
@@ -60,7 +53,8 @@ def standard_pickapic(path: Path, n: int = 24) -> Path:
     return write_pickapic(path, [f"a picture of thing number {i}" for i in range(n)], labels, row_group_size=5)
 
 
-def tiny_config(family: str, folder: Path, pairs: Path, pool: Path, train_mode: str = "full", **overrides) -> SailConfig:
+def tiny_config(family: str, folder: Path, pairs: Path, pool: Path, train_mode: str = "full",
+                **overrides) -> SailConfig:
     data = dict(
         model=dict(family=family, source=str(folder), resolution=32, local_files_only=True, train_mode=train_mode,
                    empty_prompt_zeros=family == "sdxl", lora=dict(rank=4, alpha=4)),

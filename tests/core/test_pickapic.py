@@ -68,7 +68,7 @@ def test_undecodable_image_names_file_row_and_column(tmp_path):
                           images=[(jpeg_bytes((1, 2, 3)), jpeg_bytes((4, 5, 6))), (b"not an image", b"\xff\xd8junk")])
     split = split_seed([path], 2, 0)
     with pytest.raises(InputError) as err:
-        for pair, winner, loser in read_pair_images(split.seed):
+        for pair, winner, _ in read_pair_images(split.seed):
             decode_image(winner, file=pair.file, row=pair.row, column="jpg_1")
     assert err.value.row == 1 and "does not decode" in str(err.value)
 

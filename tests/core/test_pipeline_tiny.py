@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from sail_core.data.pairs import read_pairs
+from sail_core.io.tables import read_table
+from sail_core.io.tensors import read_tensors
 from sail_core.models.bundle import load_bundle
 from sail_core.models.denoisers import load_for_inference
 from sail_core.models.lineage import UnetCheckpoint
@@ -13,8 +15,6 @@ from sail_core.stages.mix import mix_round
 from sail_core.stages.rank import rank_candidates
 from sail_core.stages.seed import prepare_seed
 from sail_core.stages.train import train_model
-from sail_core.io.tables import read_table
-from sail_core.io.tensors import read_tensors
 
 from .helpers import standard_pickapic, tiny_config
 
@@ -57,7 +57,8 @@ def test_one_round_end_to_end_and_reload(family, mode, tmp_path, request):
     kwargs = bundle.unet_kwargs(cond, torch.float32)
     first = load_for_inference(config.model, layout.root, m1.checkpoint, m1.checkpoint).policy(latents, t, **kwargs)
     again = load_for_inference(config.model, layout.root, m1.checkpoint, m1.checkpoint).policy(latents, t, **kwargs)
-    base = load_for_inference(config.model, layout.root, UnetCheckpoint(), UnetCheckpoint()).policy(latents, t, **kwargs)
+    base_model = load_for_inference(config.model, layout.root, UnetCheckpoint(), UnetCheckpoint())
+    base = base_model.policy(latents, t, **kwargs)
     assert torch.equal(first, again)
     assert not torch.allclose(first, base)  # training changed the model
 

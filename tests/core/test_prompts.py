@@ -6,13 +6,16 @@ from sail_core.data.prompts import check_disjoint, read_prompt_file, round_slice
 from sail_core.errors import InputError
 
 
-def test_prompt_files_in_three_formats(tmp_path):
+def test_prompt_files_in_four_formats(tmp_path):
     (tmp_path / "p.txt").write_text("a cat\n\n  a dog  \n")
     pq.write_table(pa.table({"caption": ["x", "y"]}), tmp_path / "p.parquet")
-    (tmp_path / "parti.tsv").write_text("Prompt\tCategory\tChallenge\tNote\nbear\tAnimals\tBasic\t\n")
+    (tmp_path / "parti.tsv").write_text('Prompt\tCategory\tChallenge\tNote\nbear\tAnimals\tBasic\t\n'
+                                        '"Quoted" start\tArts\tBasic\t\n')
+    (tmp_path / "anime.json").write_text('["a fox", "a girl"]')
     assert read_prompt_file(tmp_path / "p.txt") == ["a cat", "a dog"]
     assert read_prompt_file(tmp_path / "p.parquet") == ["x", "y"]
-    assert read_prompt_file(tmp_path / "parti.tsv") == ["bear"]
+    assert read_prompt_file(tmp_path / "parti.tsv") == ["bear", '"Quoted" start']
+    assert read_prompt_file(tmp_path / "anime.json") == ["a fox", "a girl"]
 
 
 def test_empty_prompt_set_and_empty_row_are_named(tmp_path):

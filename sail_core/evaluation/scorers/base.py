@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from sail_core.errors import InputError
-
-T = TypeVar("T")
-
 
 @runtime_checkable
 class ImageScorer(Protocol):
@@ -58,11 +55,6 @@ def check_inputs(images: Sequence[Image.Image], prompts: Sequence[str] | None) -
             raise InputError(f"image of mode {image.mode!r} cannot be converted to RGB ({exc})",
                              row=row, parameter="images") from exc
     return rgb
-
-
-def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass(frozen=True)

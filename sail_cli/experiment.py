@@ -1,0 +1,108 @@
+"""``sail experiment``: run every arm of an experiment spec for every seed, then the analyses, and
+write tables (mean ± standard deviation over seeds), plots and the command that made them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sail_core.config import load_config
+from sail_core.experiments.aggregate import markdown_table, summarize_over_seeds, write_results
+from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
+from sail_core.experiments.plots import plot_trajectories
+from sail_core.experiments.spec import ExperimentSpec, seed_overrides
+from sail_core.io.atomic import write_text
+from sail_core.models.bundle import cached_bundle
+from sail_core.models.lineage import UnetCheckpoint
+from sail_core.stages.records import CandidatesRecord, PromptsRecord
+from sail_core.world.scorer import WorldJudgeScorer
+
+METRICS = ("utility", "faithful", "taste", "utility_win_rate")
+
+
+def _run_arm(spec: ExperimentSpec, arm_name: str, seed: int, runs_dir: str) -> dict[str, Any]:
+    from flows.sail_loop import sail_loop
+
+    arm = spec.arm(arm_name)
+    overrides = {**spec.overrides, **seed_overrides(seed), **arm.overrides}
+    return sail_loop(preset=spec.preset, run_name=f"{spec.name}/seed-{seed}", rounds=arm.rounds, overrides=overrides,
+                     runs_dir=runs_dir, report_dir=f"report-{arm.name}")
+
+
+def _metric_rows(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
+    return [{"arm": arm, "seed": seed, "model": e["label"], **{m: e["metrics"].get(m) for m in METRICS}}
+            for e in result["evaluations"]]
+
+
+def _world_judge(images, prompts):
+    return WorldJudgeScorer().score([__import__("PIL.Image").Image.fromarray(a) for a in images], prompts)["utility"]
+
+
+def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: list[dict]) -> tuple[list, list]:
+    analysis = spec.analysis
+    accuracy, agreement = [], []
+    any_result = next(iter(results.values()))
+    config = load_config(spec.preset, {**spec.overrides, **seed_overrides(seed)})
+    bundle = cached_bundle(config.model, "cpu")
+    run_dir = any_result["run_dir"]
+    if analysis.self_reward_accuracy:
+        pairs = held_out_human_pairs(config, bundle, analysis.accuracy_pairs, seed=seed)
+        base = UnetCheckpoint()
+        for arm in analysis.accuracy_arms or tuple(results):
+            for model in results[arm]["models"]:
+                if model["label"] == "base":  # its reward against itself is 0 for every image
+                    continue
+                checkpoint = UnetCheckpoint.model_validate(model["checkpoint"])
+                value = self_reward_accuracy(config, bundle, run_dir, checkpoint, base, pairs)
+                accuracy.append({"arm": arm, "seed": seed, "model": model["label"], "self_reward_accuracy": value})
+    if analysis.selection_arm and results[analysis.selection_arm]["rounds"]:
+        first = results[analysis.selection_arm]["rounds"][0]
+        policy = next(UnetCheckpoint.model_validate(m["checkpoint"]) for m in results[analysis.selection_arm]["models"]
+                      if m["label"] == "round-00")
+        for a in selection_agreement(config, bundle, run_dir, PromptsRecord.model_validate(first["prompts"]),
+                                     CandidatesRecord.model_validate(first["candidates"]), policy, UnetCheckpoint(),
+                                     _world_judge, analysis.selection_k, analysis.selection_repeats):
+            agreement.append({"seed": seed, "k_draws": a.k_draws, "crn": a.common_random_numbers,
+                              "agreement": a.agreement, "spread": a.spread})
+    return accuracy, agreement
+
+
+def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int] | None = None,
+                   arms: list[str] | None = None) -> Path:
+    spec = ExperimentSpec.load(spec_path)
+    out = Path(out_dir) / spec.name
+    started = time.time()
+    rows, accuracy, agreement = [], [], []
+    for seed in seeds or spec.seeds:
+        results = {}
+        for arm in spec.arms:
+            if arms and arm.name not in arms:
+                continue
+            print(f"== {spec.name}: arm {arm.name}, seed {seed}", flush=True)
+            results[arm.name] = _run_arm(spec, arm.name, seed, runs_dir)
+            rows += _metric_rows(arm.name, seed, results[arm.name])
+        acc, agr = _analyses(spec, seed, results, rows)
+        accuracy += acc
+        agreement += agr
+    summary = summarize_over_seeds(rows, METRICS)
+    write_results(out, "metrics", rows, markdown_table(summary, METRICS))
+    if accuracy:
+        write_results(out, "self_reward_accuracy", accuracy,
+                      markdown_table(summarize_over_seeds(accuracy, ["self_reward_accuracy"]),
+                                     ["self_reward_accuracy"]))
+    if agreement:
+        for row in agreement:
+            row["setting"] = f"K={row['k_draws']} {'CRN' if row['crn'] else 'independent'}"
+        write_results(out, "selection_agreement", agreement,
+                      markdown_table(summarize_over_seeds(agreement, ["agreement"], ("setting",)), ["agreement"],
+                                     ("setting",)))
+    plot_trajectories(rows, "utility", out / "utility.png")
+    command = "sail experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
+    write_text(out / "command.txt", json.dumps({
+        "command": command or f"sail experiment {spec_path}", "spec": spec.model_dump(mode="json"),
+        "seconds": round(time.time() - started, 1)}, indent=2), overwrite=True)
+    return out

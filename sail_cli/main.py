@@ -1,0 +1,152 @@
+"""``sail``: the command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sail_cli.environment import apply_defaults
+
+
+def _overrides(pairs: list[str]) -> dict:
+    from sail_core.config import parse_override
+
+    return dict(parse_override(p) for p in pairs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.sail_loop import sail_loop
+
+    result = sail_loop(preset=args.preset, config_file=args.config, run_name=args.run_name, rounds=args.rounds,
+                       overrides=_overrides(args.set), runs_dir=args.runs_dir, fault=args.fault)
+    print(f"\nrun directory: {result['run_dir']}\nreport:        {result['report']}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sail_core.config import load_config
+
+    config = load_config(args.config or args.preset, _overrides(args.set))
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_world_pretrain(args: argparse.Namespace) -> int:
+    import time
+
+    from sail_core.world.assets import BASE_MODEL_DIR
+    from sail_core.world.pretrain import PretrainConfig, pretrain
+
+    started = time.time()
+
+    def report(step: int, loss: float) -> None:
+        if step % 100 == 0 or step == args.steps:
+            print(f"step {step}/{args.steps}  loss {loss:.4f}  {time.time() - started:.0f}s", flush=True)
+
+    out = Path(args.out) if args.out else BASE_MODEL_DIR
+    config = PretrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    path = pretrain(config, out, Path(args.work_dir) / "tokenizer", report, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_world_labels(args: argparse.Namespace) -> int:
+    from sail_core.world.assets import BASE_MODEL_DIR, EVAL_PROMPTS_FILE, LABELS_FILE
+    from sail_core.world.labels import LabelConfig, build_labels
+
+    config = LabelConfig(n_pairs=args.pairs, seed=args.seed)
+    stats = build_labels(Path(args.model or BASE_MODEL_DIR), config, Path(args.out or LABELS_FILE),
+                         Path(args.eval_prompts or EVAL_PROMPTS_FILE), overwrite=args.overwrite)
+    print(stats)
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from sail_cli.experiment import run_experiment
+
+    out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None)
+    print(f"results: {out}")
+    return 0
+
+
+def cmd_world_real_images(args: argparse.Namespace) -> int:
+    from sail_core.world.assets import REAL_IMAGES_FILE
+    from sail_core.world.real import RealImagesConfig, build_real_images
+
+    path = build_real_images(Path(args.out or REAL_IMAGES_FILE), RealImagesConfig(seed=args.seed),
+                             overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sail", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", default="world", help="world (default), sd15 or sdxl")
+        p.add_argument("--config", help="a YAML config file instead of a preset")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set reward.k_draws=4 (repeatable)")
+
+    run = sub.add_parser("run", help="run the sail-loop flow (seed DPO + rounds) and print the metrics table")
+    config_args(run)
+    run.add_argument("--run-name", default="default", help="runs/<name> holds every artifact; rerun to resume")
+    run.add_argument("--rounds", type=int, help="number of SAIL rounds (default: the preset's)")
+    run.add_argument("--runs-dir", default="runs", help="where runs live: a directory or an fsspec URL")
+    run.add_argument("--fault", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    show = sub.add_parser("config", help="print the resolved configuration")
+    config_args(show)
+    show.set_defaults(func=cmd_config)
+
+    from sail_cli.evaluate import add_parser as add_evaluate
+
+    add_evaluate(sub)
+
+    exp = sub.add_parser("experiment", help="run a multi-seed experiment spec (arms x seeds) and tabulate it")
+    exp.add_argument("spec", help="an experiment YAML, e.g. experiments/world.yaml")
+    exp.add_argument("--out", default="experiments/results", help="where tables and plots are written")
+    exp.add_argument("--runs-dir", default="runs/experiments")
+    exp.add_argument("--seed", type=int, action="append", default=[], help="only these seeds (repeatable)")
+    exp.add_argument("--arm", action="append", default=[], help="only these arms (repeatable)")
+    exp.set_defaults(func=cmd_experiment)
+
+    world = sub.add_parser("world", help="build the embedded world's shipped files").add_subparsers(
+        dest="world_command", required=True)
+    pre = world.add_parser("pretrain", help="pretrain the world's base model on rendered images")
+    pre.add_argument("--steps", type=int, default=4000)
+    pre.add_argument("--batch-size", type=int, default=128)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--out", help="output folder (default: the shipped base_model/)")
+    pre.add_argument("--work-dir", default=".sail-work")
+    pre.add_argument("--overwrite", action="store_true")
+    pre.set_defaults(func=cmd_world_pretrain)
+    lab = world.add_parser("labels", help="label pairs of base-model samples with the hidden human")
+    lab.add_argument("--pairs", type=int, default=4000)
+    lab.add_argument("--seed", type=int, default=0)
+    lab.add_argument("--model", help="base model folder (default: the shipped one)")
+    lab.add_argument("--out", help="labels parquet (default: the shipped data/labels.parquet)")
+    lab.add_argument("--eval-prompts", help="held-out prompts file (default: the shipped one)")
+    lab.add_argument("--overwrite", action="store_true")
+    lab.set_defaults(func=cmd_world_labels)
+    real = world.add_parser("real-images", help="render the world's real images (RealAlign anchors)")
+    real.add_argument("--seed", type=int, default=0)
+    real.add_argument("--out", help="Parquet file (default: the shipped data/real.parquet)")
+    real.add_argument("--overwrite", action="store_true")
+    real.set_defaults(func=cmd_world_real_images)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_defaults()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Scorers of real text-to-image reward/quality models and the registry that builds them by name.
+
+>>> scorer = build_scorer("pickscore", device="cuda")                # Hub ids (or a warm cache)
+>>> scorer = build_scorer("aesthetic", source="/models/sac+logos+ava1-l14-linearMSE.pth",
+...                       clip="/models/clip-vit-large-patch14")     # offline, local files
+>>> scorer.score(images, prompts)   # {"aesthetic": float64 array, one value per image}
+
+``source`` is the scorer's main weights (see ``SOURCES``); the other pieces are keyword options.
+``source="random"`` builds the real architecture with tiny random weights (tests, smoke runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sail_core.errors import InputError
+from sail_core.evaluation.scorers.aesthetic import AestheticScorer
+from sail_core.evaluation.scorers.base import ImageScorer
+from sail_core.evaluation.scorers.clipscore import ClipScoreScorer
+from sail_core.evaluation.scorers.hpsv2 import HPSv2Scorer
+from sail_core.evaluation.scorers.imagereward import ImageRewardScorer
+from sail_core.evaluation.scorers.pickscore import PickScoreScorer
+
+RANDOM_SOURCE = "random"
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    build: Callable[..., ImageScorer]
+    random: Callable[..., ImageScorer]
+    source_parameter: str
+    options: tuple[str, ...]
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+
+SCORERS: dict[str, ScorerSpec] = {
+    "pickscore": ScorerSpec(PickScoreScorer.from_pretrained, PickScoreScorer.random, "model", ("processor",)),
+    "clipscore": ScorerSpec(ClipScoreScorer.from_pretrained, ClipScoreScorer.random, "model", ("processor",)),
+    "aesthetic": ScorerSpec(AestheticScorer.from_pretrained, AestheticScorer.random, "head", ("clip",)),
+    "imagereward": ScorerSpec(ImageRewardScorer.from_pretrained, ImageRewardScorer.random, "checkpoint",
+                              ("tokenizer", "med_config")),
+    "hpsv2": ScorerSpec(HPSv2Scorer.from_pretrained, HPSv2Scorer.random, "checkpoint", ("tokenizer",),
+                        (("version", "v2.0"),)),
+    "hpsv2.1": ScorerSpec(HPSv2Scorer.from_pretrained, HPSv2Scorer.random, "checkpoint", ("tokenizer",),
+                          (("version", "v2.1"),)),
+}
+ALIASES = {
+    "pick": "pickscore", "pick_score": "pickscore", "clip": "clipscore", "clip_score": "clipscore",
+    "aesthetics": "aesthetic", "laion_aesthetic": "aesthetic", "image_reward": "imagereward",
+    "hps": "hpsv2", "hpsv2.0": "hpsv2", "hps_v2": "hpsv2", "hpsv21": "hpsv2.1", "hps_v2.1": "hpsv2.1",
+}
+SOURCES = {name: spec.source_parameter for name, spec in SCORERS.items()}
+
+
+def scorer_names() -> tuple[str, ...]:
+    return tuple(SCORERS)
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in SCORERS:
+        raise InputError(f"unknown scorer {name!r}; choose one of {sorted(SCORERS)}", parameter="scorer")
+    return key
+
+
+def build_scorer(
+    name: str, source: str | Path | None = None, device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None, **options: Any,
+) -> ImageScorer:
+    """A scorer by name. ``source``: its main weights (Hub id, local file or folder; None = the
+    published default; "random" = tiny random weights). ``options``: the scorer's other pieces
+    (e.g. ``processor`` for PickScore, ``clip`` for the aesthetic predictor) and ``batch_size``."""
+    key = canonical_name(name)
+    spec = SCORERS[key]
+    allowed = set(spec.options) | {"batch_size"}
+    if source == RANDOM_SOURCE:
+        allowed = {"batch_size", "seed", "image_size"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise InputError(f"scorer {key!r} takes no option(s) {sorted(unknown)}; it takes {sorted(allowed)}",
+                         parameter=sorted(unknown)[0])
+    fixed = dict(spec.fixed)
+    if source == RANDOM_SOURCE:
+        return spec.random(device=device, **fixed, **options)
+    if source is not None:
+        options[spec.source_parameter] = source
+    return spec.build(device=device, dtype=dtype, **fixed, **options)
+
+
+__all__ = [
+    "AestheticScorer", "ClipScoreScorer", "HPSv2Scorer", "ImageRewardScorer", "ImageScorer", "PickScoreScorer",
+    "RANDOM_SOURCE", "SCORERS", "SOURCES", "build_scorer", "canonical_name", "scorer_names",
+]

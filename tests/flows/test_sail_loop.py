@@ -1,0 +1,130 @@
+"""The sail-loop flow on a real (temporary) Prefect server: completion, failure and resume, caching."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.sail_loop import sail_loop
+
+from .conftest import TINY_WORLD
+from .helpers import task_states, tree_bytes
+
+pytestmark = pytest.mark.flows
+
+
+def _run(runs_dir: Path, name: str, fault: str | None = None, **extra):
+    return sail_loop(preset="world", run_name=name, runs_dir=str(runs_dir), overrides={**TINY_WORLD, **extra},
+                     fault=fault, return_state=True)
+
+
+def test_world_flow_completes_and_writes_its_artifacts(tmp_path):
+    state = _run(tmp_path, "tiny")
+    assert state.is_completed(), state.message
+    run = tmp_path / "tiny"
+    for path in ("manifest.json", "report/metrics.parquet", "report/metrics.png", "report/metrics.txt",
+                 "report/samples.png"):
+        assert (run / path).stat().st_size > 0, path
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    assert sorted({s["stage"] for s in stages}) == ["evaluate", "generate", "mix", "prompts", "rank", "seed", "train"]
+    for entry in stages:  # every recorded stage still has the content it was recorded with
+        assert (run / entry["data"]["path"]).is_dir()
+    generate = next(s for s in stages if s["stage"] == "generate")
+    assert generate["record"]["n_prompts"] == 8 and generate["settings"]["generate"]["n_candidates"] == 4
+    states = task_states(state.state_details.flow_run_id)
+    assert set(states.values()) == {"Completed"}
+    assert {"seed-seed", "train-round-00", "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01",
+            "evaluate-eval-base", "evaluate-eval-round-01"} <= set(states)
+
+
+def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_path):
+    failed = _run(tmp_path / "a", "run", fault="mix:round-01")
+    assert failed.is_failed()
+    first = task_states(failed.state_details.flow_run_id)
+    assert first["mix-round-01"] == "Failed" and first["rank-round-01"] == "Completed"
+
+    resumed = _run(tmp_path / "a", "run")
+    assert resumed.is_completed()
+    states = task_states(resumed.state_details.flow_run_id)
+    for name in ("seed-seed", "evaluate-eval-base", "train-round-00", "evaluate-eval-round-00",
+                 "prompts-round-01", "generate-round-01", "rank-round-01"):
+        assert states[name] == "Cached", (name, states[name])
+    for name in ("mix-round-01", "train-round-01", "evaluate-eval-round-01"):
+        assert states[name] == "Completed", (name, states[name])
+
+    straight = _run(tmp_path / "b", "run")
+    assert straight.is_completed()
+    resumed_files, straight_files = tree_bytes(tmp_path / "a" / "run"), tree_bytes(tmp_path / "b" / "run")
+    assert resumed_files.keys() == straight_files.keys()
+    different = [p for p in resumed_files if resumed_files[p] != straight_files[p]]
+    assert different == []
+
+
+def test_changing_one_setting_reruns_only_what_depends_on_it(tmp_path):
+    assert _run(tmp_path, "run").is_completed()
+    changed = _run(tmp_path, "run", **{"mixup.alpha": 0.5})
+    states = task_states(changed.state_details.flow_run_id)
+    assert states["rank-round-01"] == "Cached" and states["train-round-00"] == "Cached"
+    assert states["mix-round-01"] == "Completed" and states["train-round-01"] == "Completed"
+
+
+def test_a_cached_stage_whose_files_changed_is_recomputed(tmp_path):
+    assert _run(tmp_path, "run").is_completed()
+    rank_dir = next((tmp_path / "run" / "round-01").glob("rank-*/"))
+    (rank_dir / "pairs.parquet").unlink()
+    again = _run(tmp_path, "run")
+    states = task_states(again.state_details.flow_run_id)
+    assert states["rank-round-01"] == "Completed"  # its data was gone: not trusted, recomputed
+    assert states["generate-round-01"] == "Cached"
+    assert (rank_dir / "pairs.parquet").exists()
+
+
+def test_generation_killed_mid_shard_resumes_without_regenerating_finished_shards(tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    overrides = {**TINY_WORLD, "prompts.per_round": [8], "generate.prompts_per_shard": 2}
+    # 4 shards of 2 prompts x 4 candidates: die once 12 candidates exist, i.e. inside the second shard
+    code = ("from flows.sail_loop import sail_loop; import json, sys; "
+            "sail_loop(preset='world', run_name='run', runs_dir=sys.argv[1], overrides=json.loads(sys.argv[2]), "
+            "fault='generate:round-01:12')")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), json.dumps(overrides)], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[2])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    generate_dir = next((tmp_path / "run" / "round-01").glob("generate-*/"))
+    finished = sorted(p.name for p in generate_dir.glob("shard-*.parquet"))
+    assert finished == ["shard-00000.parquet"]
+    before = (generate_dir / "shard-00000.safetensors").stat()
+
+    state = sail_loop(preset="world", run_name="run", runs_dir=str(tmp_path), overrides=overrides, return_state=True)
+    assert state.is_completed()
+    record = json.loads(generate_dir.with_suffix(".json").read_text())["record"]
+    assert (record["shards_reused"], record["shards_generated"]) == (1, 3)
+    after = (generate_dir / "shard-00000.safetensors").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp_path):
+    real = {**TINY_WORLD, "real.max_images": 6, "real.images_per_shard": 4}
+    state = sail_loop(preset="world-realalign", run_name="realalign", runs_dir=str(tmp_path), overrides=real,
+                      return_state=True)
+    assert state.is_completed(), state.message
+    states = task_states(state.state_details.flow_run_id)
+    assert "seed-seed" not in states and "rank-round-01" not in states  # no human labels, no self-ranking
+    assert {"real-real", "generate-round-01", "mix-round-01", "train-round-01"} <= set(states)
+    mix = json.loads(next((tmp_path / "realalign" / "round-01").glob("mix-*.json")).read_text())["record"]
+    assert set(mix["counts"]) == {"real-generated", "real-perturbed"}
+    assert mix["counts"]["real-generated"] == mix["counts"]["real-perturbed"] == 6
+
+    mixed = _run(tmp_path, "sail-real", **{"real.sources": ["world"], "real.max_images": 6,
+                                          "mixup.alpha": 0.25, "mixup.real_perturbed": 0.25})
+    assert mixed.is_completed()
+    mix = json.loads(next((tmp_path / "sail-real" / "round-01").glob("mix-*.json")).read_text())["record"]
+    # 8 self pairs at 25% make a set of 32: 8 real ≻ perturbed, 16 human
+    assert mix["counts"] == {"self": 8, "real-perturbed": 8, "human": 16}
