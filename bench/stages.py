@@ -110,7 +110,8 @@ def build(model: str, device: torch.device):
     cond = Conditioning(torch.randn(1, length, bundle.width),
                         torch.randn(1, 1280) if model == "sdxl" else None)
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2).to(device, dtype)
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2)
+    vae = vae.to(device, dtype)
     from sail_core.models.codec import VaeCodec
 
     return bundle, policy, reference, cond, dtype, VaeCodec(vae)
@@ -145,14 +146,16 @@ def main() -> None:
                         unet(noisy.to(dtype), t, **kwargs)
 
     def batched_reward():
-        implicit_rewards(denoisers, bundle, latents, cond, [0] * n, ["p"], RewardConfig(k_draws=k, batch_size=args.batch))
+        config = RewardConfig(k_draws=k, batch_size=args.batch)
+        implicit_rewards(denoisers, bundle, latents, cond, [0] * n, ["p"], config)
 
     naive, ours = timed(naive_reward, device, 1), timed(batched_reward, device, 1)
     emit(op="reward", candidates=n, draws=k, naive_s=round(naive, 3), ours_s=round(ours, 3),
          candidates_per_s=round(n / ours, 2), speedup=round(naive / ours, 2))
 
     sampler = SamplerConfig(kind="ddim", steps=10, guidance_scale=5.0, batch_size=n)
-    uncond = type(cond)(torch.zeros_like(cond.prompt_embeds), None if cond.pooled is None else torch.zeros_like(cond.pooled))
+    uncond = type(cond)(torch.zeros_like(cond.prompt_embeds),
+                        None if cond.pooled is None else torch.zeros_like(cond.pooled))
     many = type(cond)(cond.prompt_embeds.expand(n, -1, -1), None if cond.pooled is None else cond.pooled.expand(n, -1))
     naive = timed(lambda: [sample_latents(policy_forward(policy), bundle, cond, uncond, [s], sampler, dtype)
                            for s in range(n)], device, 1)

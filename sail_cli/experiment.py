@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from sail_core.config import load_config
 from sail_core.experiments.aggregate import markdown_table, summarize_over_seeds, write_results
 from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
@@ -39,7 +41,7 @@ def _metric_rows(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
 
 
 def _world_judge(images, prompts):
-    return WorldJudgeScorer().score([__import__("PIL.Image").Image.fromarray(a) for a in images], prompts)["utility"]
+    return WorldJudgeScorer().score([Image.fromarray(a) for a in images], prompts)["utility"]
 
 
 def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: list[dict]) -> tuple[list, list]:
@@ -88,6 +90,13 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
         acc, agr = _analyses(spec, seed, results, rows)
         accuracy += acc
         agreement += agr
+        # rewritten after every seed: an experiment stopped part-way still leaves its finished seeds' tables
+        _write_results(out, spec, spec_path, rows, accuracy, agreement, time.time() - started)
+    return out
+
+
+def _write_results(out: Path, spec: ExperimentSpec, spec_path: str, rows: list[dict], accuracy: list[dict],
+                   agreement: list[dict], seconds: float) -> None:
     summary = summarize_over_seeds(rows, METRICS)
     write_results(out, "metrics", rows, markdown_table(summary, METRICS))
     if accuracy:
@@ -104,5 +113,4 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
     command = "sail experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
     write_text(out / "command.txt", json.dumps({
         "command": command or f"sail experiment {spec_path}", "spec": spec.model_dump(mode="json"),
-        "seconds": round(time.time() - started, 1)}, indent=2), overwrite=True)
-    return out
+        "seeds_done": sorted({r["seed"] for r in rows}), "seconds": round(seconds, 1)}, indent=2), overwrite=True)

@@ -191,6 +191,9 @@ def save_trained(
     rel = out_dir.resolve().relative_to(Path(run_dir).resolve())
     if config.train_mode == "full":
         # overwrite: a UNet folder without model.json beside it is an interrupted save
+        # the folder it was loaded from would otherwise be written into config.json: the same weights
+        # trained in two run directories (or on two machines) must hash the same
+        denoisers.policy_unet.register_to_config(_name_or_path="")
         with atomic_dir(out_dir / "unet", overwrite=True) as tmp:
             denoisers.policy_unet.save_pretrained(tmp, safe_serialization=True)
         return UnetCheckpoint(kind="full", weights=str(rel / "unet"), label=label)

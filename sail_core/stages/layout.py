@@ -30,9 +30,9 @@ class Artifact(BaseModel):
 
     @staticmethod
     def of(root: str | Path, path: str | Path) -> Artifact:
+        """``path`` is a file or directory under ``root``, given with the root as prefix (relative or absolute)."""
         root = Path(root)
-        path = Path(path)
-        rel = path.resolve().relative_to(root.resolve()) if path.is_absolute() else path
+        rel = Path(path).resolve().relative_to(root.resolve())
         return Artifact(path=rel.as_posix(), sha256=sha256_tree(root / rel))
 
     def resolve(self, root: str | Path) -> Path:

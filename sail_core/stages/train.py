@@ -58,7 +58,7 @@ def train_model(
     weights = checkpoint.weights if checkpoint.kind == "full" else checkpoint.adapters[-1]
     rows = read_table(metrics_file).to_pylist()
     return ModelRecord(
-        round=round_index, checkpoint=checkpoint, weights=Artifact.of(layout.root, weights),
+        round=round_index, checkpoint=checkpoint, weights=Artifact.of(layout.root, layout.root / weights),
         metrics=Artifact.of(layout.root, metrics_file), steps=len(rows),
         resumed_from=len(rows) if resumed_from is None else resumed_from,
         final_metrics={k: float(v) for k, v in rows[-1].items()},

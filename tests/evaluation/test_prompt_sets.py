@@ -8,11 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sail_core.errors import InputError
 from sail_core.data.prompt_sets import (
-    HPSV2_STYLES, PromptSet, load_hpsv2_benchmark, load_partiprompts, load_pickapic_validation_unique,
-    load_prompt_set, load_text_prompts,
+    HPSV2_STYLES,
+    PromptSet,
+    load_hpsv2_benchmark,
+    load_partiprompts,
+    load_pickapic_validation_unique,
+    load_prompt_set,
+    load_text_prompts,
 )
+from sail_core.errors import InputError
 
 CAPTIONS = ["a cute corgi wearing a crown", "cyberpunk city at night, 8k", 'the word "SAIL" in neon']
 

@@ -12,11 +12,20 @@ from PIL import Image
 
 from sail_core.errors import InputError
 from sail_core.evaluation.scorers import (
-    AestheticScorer, ClipScoreScorer, HPSv2Scorer, ImageRewardScorer, ImageScorer, PickScoreScorer, build_scorer,
+    AestheticScorer,
+    ClipScoreScorer,
+    HPSv2Scorer,
+    ImageRewardScorer,
+    ImageScorer,
+    PickScoreScorer,
+    build_scorer,
     scorer_names,
 )
 from sail_core.evaluation.scorers.clip_convert import (
-    ClipHeads, clip_model_from_open_clip, hf_to_open_clip_state_dict, open_clip_to_hf_state_dict,
+    ClipHeads,
+    clip_model_from_open_clip,
+    hf_to_open_clip_state_dict,
+    open_clip_to_hf_state_dict,
 )
 from sail_core.evaluation.scorers.imagereward import REWARD_MEAN, REWARD_STD
 from sail_core.evaluation.scorers.loading import load_state_dict

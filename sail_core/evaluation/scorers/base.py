@@ -13,6 +13,7 @@ from PIL import Image
 
 from sail_core.errors import InputError
 
+
 @runtime_checkable
 class ImageScorer(Protocol):
     """Scores (image, prompt) pairs. ``score`` returns one float64 array of len(images) per metric."""
