@@ -3,9 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch lies on this machine's disk; pinning it keeps pip from pulling a multi-GB
-# CUDA build. On a GPU machine: make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-TORCH ?= torch==2.13.0
+# torch is pinned for the whole install (a constraint, not only a first step): otherwise resolving
+# open-clip-torch's torchvision upgrades torch to the newest, multi-GB CUDA build. On a GPU machine:
+# make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
 
 .PHONY: install demo test clean
 
@@ -14,8 +16,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e ".[test]"
 	# PyPI's torchvision is built against CUDA torch; beside a CPU torch it fails at import and breaks
 	# transformers' imports with it. Nothing here needs it (images are preprocessed with PIL).
 	if ! $(BIN)/python -c "import torchvision" >/dev/null 2>&1; then $(BIN)/python -m pip uninstall --quiet -y torchvision; fi

@@ -54,14 +54,14 @@ def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: l
     if analysis.self_reward_accuracy:
         pairs = held_out_human_pairs(config, bundle, analysis.accuracy_pairs, seed=seed)
         base = UnetCheckpoint()
-        for arm in analysis.accuracy_arms or tuple(results):
+        for arm in [a for a in analysis.accuracy_arms or tuple(results) if a in results]:
             for model in results[arm]["models"]:
                 if model["label"] == "base":  # its reward against itself is 0 for every image
                     continue
                 checkpoint = UnetCheckpoint.model_validate(model["checkpoint"])
                 value = self_reward_accuracy(config, bundle, run_dir, checkpoint, base, pairs)
                 accuracy.append({"arm": arm, "seed": seed, "model": model["label"], "self_reward_accuracy": value})
-    if analysis.selection_arm and results[analysis.selection_arm]["rounds"]:
+    if analysis.selection_arm in results and results[analysis.selection_arm]["rounds"]:
         first = results[analysis.selection_arm]["rounds"][0]
         policy = next(UnetCheckpoint.model_validate(m["checkpoint"]) for m in results[analysis.selection_arm]["models"]
                       if m["label"] == "round-00")

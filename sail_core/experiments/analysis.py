@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from sail_core.config import RewardConfig, SailConfig
-from sail_core.data.pickapic import LabelledPair, read_pair_images, split_seed
+from sail_core.data.pickapic import LabelledPair, read_pair_images, scan_labels, split_seed
 from sail_core.images import decode_image, pil_to_tensor, tensor_to_uint8
 from sail_core.io.tables import read_table
 from sail_core.io.tensors import ShardReader, read_tensors
@@ -45,8 +45,6 @@ def held_out_human_pairs(config: SailConfig, bundle: ModelBundle, limit: int, se
     files = seed_files(config)
     split = split_seed(files, config.seed_data.seed_size, config.seed_data.seed)
     used = {(p.file, p.row) for p in split.seed}
-    from sail_core.data.pickapic import scan_labels
-
     decided = [p for p in scan_labels(files)[0] if (p.file, p.row) not in used]
     order = np.random.default_rng(seed).permutation(len(decided))[:limit]
     chosen: list[LabelledPair] = sorted((decided[i] for i in order), key=lambda p: (p.file, p.row))

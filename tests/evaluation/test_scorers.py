@@ -4,6 +4,7 @@ float64 numpy, determinism, batching, local (offline) loading, and clear errors 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -241,7 +242,8 @@ def test_missing_local_weights_give_input_errors(tmp_path):
 
 def test_unsafe_pickles_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": ValueError("x")}, path)
+    # a reference to a callable that runs a shell: what a malicious pickle would call on load
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": os.system}, path)
     with pytest.raises(InputError, match="weights only"):
         load_state_dict(path, parameter="checkpoint")
 
