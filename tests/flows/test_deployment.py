@@ -28,6 +28,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited in time (a loaded machine can be slow to shut down)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def _cli(env: dict, *args: str, timeout: int = 300) -> str:
     proc = subprocess.run([PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -58,8 +68,7 @@ def server(tmp_path_factory):
             raise TimeoutError((home / "server.log").read_text()[-3000:])
         yield env
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc, 60)
         log.close()
 
 
@@ -80,8 +89,7 @@ def deployed(server, tmp_path_factory):
         yield server
     finally:
         for proc, handle in workers:
-            proc.terminate()
-            proc.wait(timeout=60)
+            _stop(proc, 60)
             handle.close()
 
 
