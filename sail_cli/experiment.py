@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sail_core.experiments.analysis import held_out_human_pairs, selection_agree
 from sail_core.experiments.plots import plot_trajectories
 from sail_core.experiments.spec import ExperimentSpec, seed_overrides
 from sail_core.io.atomic import write_text
+from sail_core.io.tables import read_table
 from sail_core.models.bundle import cached_bundle
 from sail_core.models.lineage import UnetCheckpoint
 from sail_core.stages.records import CandidatesRecord, PromptsRecord
@@ -75,27 +77,51 @@ def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: l
 
 def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int] | None = None,
                    arms: list[str] | None = None) -> Path:
+    """Run the chosen arms × seeds. Results accumulate in ``out_dir`` across invocations: rows of an
+    earlier invocation are kept unless this one recomputes their (arm, seed)."""
     spec = ExperimentSpec.load(spec_path)
     out = Path(out_dir) / spec.name
+    seeds = list(seeds or spec.seeds)
+    arm_names = [a.name for a in spec.arms if not arms or a.name in arms]
     started = time.time()
-    rows, accuracy, agreement = [], [], []
-    for seed in seeds or spec.seeds:
+    rows = _earlier_rows(out, "metrics", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
+    accuracy = _earlier_rows(out, "self_reward_accuracy", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
+    agreement = _earlier_rows(out, "selection_agreement",
+                              lambda r: r["seed"] in seeds and spec.analysis.selection_arm in arm_names)
+    commands = _earlier_commands(out) + [_command(spec_path)]
+    for seed in seeds:
         results = {}
-        for arm in spec.arms:
-            if arms and arm.name not in arms:
-                continue
-            print(f"== {spec.name}: arm {arm.name}, seed {seed}", flush=True)
-            results[arm.name] = _run_arm(spec, arm.name, seed, runs_dir)
-            rows += _metric_rows(arm.name, seed, results[arm.name])
+        for name in arm_names:
+            print(f"== {spec.name}: arm {name}, seed {seed}", flush=True)
+            results[name] = _run_arm(spec, name, seed, runs_dir)
+            rows += _metric_rows(name, seed, results[name])
         acc, agr = _analyses(spec, seed, results, rows)
         accuracy += acc
         agreement += agr
         # rewritten after every seed: an experiment stopped part-way still leaves its finished seeds' tables
-        _write_results(out, spec, spec_path, rows, accuracy, agreement, time.time() - started)
+        _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started)
     return out
 
 
-def _write_results(out: Path, spec: ExperimentSpec, spec_path: str, rows: list[dict], accuracy: list[dict],
+def _earlier_rows(out: Path, name: str, replaced: Callable[[dict], bool]) -> list[dict]:
+    path = out / f"{name}.parquet"
+    return [r for r in read_table(path).to_pylist() if not replaced(r)] if path.exists() else []
+
+
+def _earlier_commands(out: Path) -> list[str]:
+    path = out / "command.txt"
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    return record.get("commands") or [record["command"]]
+
+
+def _command(spec_path: str) -> str:
+    args = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "experiment" else [spec_path]
+    return "sail experiment " + " ".join(shlex.quote(a) for a in args)
+
+
+def _write_results(out: Path, spec: ExperimentSpec, commands: list[str], rows: list[dict], accuracy: list[dict],
                    agreement: list[dict], seconds: float) -> None:
     summary = summarize_over_seeds(rows, METRICS)
     write_results(out, "metrics", rows, markdown_table(summary, METRICS))
@@ -110,7 +136,7 @@ def _write_results(out: Path, spec: ExperimentSpec, spec_path: str, rows: list[d
                       markdown_table(summarize_over_seeds(agreement, ["agreement"], ("setting",)), ["agreement"],
                                      ("setting",)))
     plot_trajectories(rows, "utility", out / "utility.png")
-    command = "sail experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
     write_text(out / "command.txt", json.dumps({
-        "command": command or f"sail experiment {spec_path}", "spec": spec.model_dump(mode="json"),
-        "seeds_done": sorted({r["seed"] for r in rows}), "seconds": round(seconds, 1)}, indent=2), overwrite=True)
+        "commands": commands, "spec": spec.model_dump(mode="json"),
+        "seeds_done": sorted({r["seed"] for r in rows}), "seconds_last_invocation": round(seconds, 1)}, indent=2),
+        overwrite=True)
