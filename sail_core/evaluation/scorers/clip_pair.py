@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +31,19 @@ class ClipPairScorer:
     batch_size: int = 16
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def load(cls, model: str | Path, processor: str | Path, *, device: torch.device | str,
+             dtype: torch.dtype | None, batch_size: int):
+        """The CLIP model from ``model`` and its image processor and tokenizer from ``processor``
+        (Hub ids or local folders); float32 on CUDA unless ``dtype`` says otherwise."""
+        return cls(
+            model=clip_common.load_clip_model(model, "model"),
+            image_processor=clip_common.load_image_processor(processor, "processor"),
+            tokenizer=clip_common.load_tokenizer(processor, "processor"),
+            runtime=Runtime.resolve(device, dtype, cuda_default=torch.float32),
+            batch_size=batch_size,
+        )
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)

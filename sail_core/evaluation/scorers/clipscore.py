@@ -27,7 +27,6 @@ from typing import ClassVar
 import torch
 from PIL import Image
 
-from sail_core.evaluation.scorers import clip_common
 from sail_core.evaluation.scorers.base import Runtime
 from sail_core.evaluation.scorers.clip_pair import ClipPairScorer, random_clip_parts
 
@@ -49,13 +48,7 @@ class ClipScoreScorer(ClipPairScorer):
         device: torch.device | str = "cpu", dtype: torch.dtype | None = None, batch_size: int = 16,
     ) -> ClipScoreScorer:
         processor = processor or model
-        return cls(
-            model=clip_common.load_clip_model(model, "model"),
-            image_processor=clip_common.load_image_processor(processor, "processor"),
-            tokenizer=clip_common.load_tokenizer(processor, "processor"),
-            runtime=Runtime.resolve(device, dtype, cuda_default=torch.float32),
-            batch_size=batch_size,
-        )
+        return cls.load(model, processor, device=device, dtype=dtype, batch_size=batch_size)
 
     @classmethod
     def random(cls, seed: int = 0, *, device: torch.device | str = "cpu", batch_size: int = 16,
