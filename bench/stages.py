@@ -6,9 +6,9 @@
 
 Prints one JSON line per measurement:
 * ``reward``: the implicit self-reward of N candidates × K draws under policy and reference; naive =
-  one candidate, one draw, one model per forward (batch 1), ours = ``sail_core.reward`` batched.
+  one candidate, one draw, one model per forward (batch 1), ours = ``sail_core.algorithm.reward`` batched.
 * ``sample``: N candidates of one prompt with classifier-free guidance; naive = one image per call
-  (the way a diffusers pipeline is usually looped), ours = ``sail_core.diffusion.sampler`` batched.
+  (the way a diffusers pipeline is usually looped), ours = ``sail_core.algorithm.sampler`` batched.
 * ``dpo_step``: one Diffusion-DPO micro-batch; naive = VAE-encode the pair's images every step (the
   reference implementation), ours = train on cached latents.
 Weights are random: speed does not depend on their values.
@@ -24,15 +24,15 @@ import time
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from sail_core.algorithm.dpo_loss import dpo_loss
+from sail_core.algorithm.noising import add_noise, per_sample_mse
+from sail_core.algorithm.reward import implicit_rewards
+from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import ModelConfig, RewardConfig, SamplerConfig
-from sail_core.diffusion.noising import add_noise, per_sample_mse
-from sail_core.diffusion.sampler import sample_latents
 from sail_core.models.bundle import load_bundle, load_unet
+from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import TwoUnets
-from sail_core.models.lineage import UnetCheckpoint
 from sail_core.models.tiny import build_tiny_pipeline
-from sail_core.reward import implicit_rewards
-from sail_core.training.dpo_loss import dpo_loss
 
 SHAPES = {
     "sd15": dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8),

@@ -18,18 +18,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sail_core.config import SailConfig, load_config
 from sail_core.errors import InputError
-from sail_core.models.lineage import UnetCheckpoint
-from sail_core.stages import keys
-from sail_core.stages.keys import ModelRef, StageKey
-from sail_core.stages.layout import RunLayout
-from sail_core.stages.records import EvalRecord
-
-if TYPE_CHECKING:
-    from sail_core.models.bundle import ModelBundle
+from sail_core.models.checkpoint import UnetCheckpoint
+from sail_core.run.keys import StageKey, file_fingerprint
+from sail_core.run.layout import RunLayout
+from sail_core.run.lineage import ModelRef, base_model
+from sail_core.run.records import EvalRecord
 
 Log = Callable[[str], None]
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -47,7 +44,7 @@ class EvalModel:
 @dataclass(frozen=True)
 class EvalPromptSet:
     spec: str
-    """As given: ``<kind>:<path>``, a path, or ``world``."""
+    """As given: ``<kind>:<path>`` or a path (``pkg:`` paths included)."""
     name: str
     """The column group of the tables (the set's own name, made unique)."""
     n_prompts: int
@@ -115,9 +112,8 @@ def _pairs(items: Sequence[str], option: str) -> list[tuple[str, str]]:
 
 def _scorer_name(name: str) -> str:
     from sail_core.evaluation.scorers import canonical_name
-    from sail_core.evaluation.scoring import WORLD_SCORER
 
-    return name if name == WORLD_SCORER else canonical_name(name)
+    return canonical_name(name)
 
 
 def scorer_settings(config: SailConfig, scorers: Sequence[str], sources: Sequence[str],
@@ -156,26 +152,19 @@ def load_prompt_sets(config: SailConfig, specs: Sequence[str]) -> list[EvalPromp
     after hours of evaluating the sets before it."""
     from sail_core.data.prompt_sets import prompt_set_from_spec
     from sail_core.stages.evaluate import eval_prompts
-    from sail_core.world.assets import resolve_eval_prompts
 
     specs = list(specs or config.eval.prompts)
     if not specs:
         raise InputError("no prompt sets: the config names none, so pass --prompts", parameter="--prompts")
     out: list[EvalPromptSet] = []
     for spec in specs:
-        name = prompt_set_from_spec(resolve_eval_prompts(spec)).name
+        name = prompt_set_from_spec(spec).name
         prompts, categories = eval_prompts(with_eval(config, prompts=[spec]))
         taken = {s.name for s in out}
         unique = next(n for n in [name, *(f"{name}-{i}" for i in range(2, len(specs) + 2))] if n not in taken)
         digest = hashlib.sha256(json.dumps([prompts, categories]).encode()).hexdigest()
         out.append(EvalPromptSet(spec, unique, len(prompts), digest))
     return out
-
-
-def evaluation_key(config: SailConfig, prompt_set: EvalPromptSet, model: EvalModel,
-                   baseline: EvalRecord | None) -> StageKey:
-    # evaluate_key hashes the loaded prompts, so the key follows the set's content, not its path
-    return keys.evaluate_key(with_eval(config, prompts=[prompt_set.spec]), model.ref, model.label, baseline)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -188,77 +177,55 @@ def _check_label(label: str) -> str:
     return label
 
 
-def _absolute(checkpoint: UnetCheckpoint, root: Path) -> UnetCheckpoint:
-    root = root.resolve()
-    return checkpoint.model_copy(update={
+def _absolute(model: ModelRef, root: Path) -> ModelRef:
+    """Checkpoint paths relative to the run made absolute: the evaluations live in another folder."""
+    root, checkpoint = root.resolve(), model.checkpoint
+    return model.model_copy(update={"checkpoint": checkpoint.model_copy(update={
         "weights": None if checkpoint.weights is None else str(root / checkpoint.weights),
         "adapters": tuple(str(root / a) for a in checkpoint.adapters),
-    })
+    })})
 
 
-@dataclass(frozen=True)
-class TrainStage:
-    sidecar: Path
-    key: StageKey
-    round: int
-    init_identity: str
+def trained(sidecar: Path, label: str) -> EvalModel:
+    """The model of a finished train stage (its record ``<run>/round-NN/train-<key>.json``), checked intact."""
+    from sail_core.run.bookkeeping import finished_record, stage_dir
+    from sail_core.run.records import ModelRecord
 
-
-def train_stage(sidecar: Path) -> TrainStage:
-    """A finished train stage's record (``<run>/round-NN/train-<key>.json``), checked against its key."""
     entry = _read_json(sidecar)
+    if not isinstance(entry, dict) or entry.get("stage") != "train":
+        raise InputError("not a train stage's record", file=sidecar)
     try:
-        name, group, settings, inputs = entry["stage"], entry["group"], entry["settings"], tuple(entry["inputs"])
-        round_index, init_identity, recorded_key = int(entry["record"]["round"]), inputs[1], entry["key"]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        key = StageKey(entry["stage"], entry["group"], entry["settings"], tuple(entry["inputs"]), entry.get("code", ""))
+    except (KeyError, TypeError) as exc:
         raise InputError(f"not a stage record: {exc!r}", file=sidecar) from exc
-    if name != "train":
-        raise InputError(f"a {name!r} stage's record, not a train stage's", file=sidecar)
-    key = StageKey(name, group, settings, inputs)
-    if key.key != recorded_key:
+    if key.key != entry.get("key"):
         raise InputError("the record's key does not match its settings and inputs", file=sidecar)
-    return TrainStage(sidecar, key, round_index, init_identity)
-
-
-def trained(stage: TrainStage, label: str) -> EvalModel:
-    from sail_core.stages.bookkeeping import finished_record, stage_dir
-    from sail_core.stages.records import ModelRecord
-
-    layout = RunLayout(stage.sidecar.parent.parent)
-    record = finished_record(layout, stage.key, ModelRecord)
+    layout = RunLayout(sidecar.parent.parent)
+    record = finished_record(layout, key, ModelRecord)
     if record is None:
-        raise InputError("the train stage's files changed or vanished since it finished",
-                         file=stage_dir(layout, stage.key))
-    ref = keys.trained_model(record, ModelRef(UnetCheckpoint(), stage.init_identity))
-    return EvalModel(label, ModelRef(_absolute(ref.checkpoint, layout.root), ref.identity), str(stage.sidecar))
+        raise InputError("the train stage's files changed or vanished since it finished", file=stage_dir(layout, key))
+    return EvalModel(label, _absolute(record.model, layout.root), str(sidecar))
 
 
-def run_models(run: Path, base: ModelRef) -> list[EvalModel]:
-    """The run's lineage: round 0 trained from the base, round i from round i-1 (by model identity)."""
+def run_models(run: Path) -> list[EvalModel]:
+    """The models a run evaluated, as its flow recorded them (``<run>/report*/models.json``), base first."""
     if not run.is_dir():
         raise InputError("run directory does not exist", file=run)
-    stages = [train_stage(p) for p in sorted(run.glob("round-*/train-*.json"))]
-    models: list[EvalModel] = []
-    init = base.identity
-    for round_index in range(len(stages)):
-        found = [s for s in stages if s.round == round_index and s.init_identity == init]
-        if len(found) > 1:
-            raise InputError(f"several round-{round_index:02d} models trained from the same model "
-                             f"({', '.join(s.sidecar.name for s in found)}): several configs share this run; "
-                             "name the models with --checkpoint LABEL=<train record>", file=run)
-        if not found:
-            break
-        models.append(trained(found[0], f"round-{round_index:02d}"))
-        init = models[-1].ref.identity
-    if stages and not models:
-        bases = sorted({s.init_identity for s in stages if s.round == 0})
-        raise InputError(f"no round-00 model of this run was trained from the base {base.identity!r} "
-                         f"(its round-00 models start from {bases}); is --config/--preset this run's?", file=run)
-    return models
+    found = sorted(run.glob("report*/models.json"))
+    if not found:
+        raise InputError("the run has no list of its models (report/models.json); was it made by sail run?", file=run)
+    if len(found) > 1:
+        raise InputError(f"the run holds several reports ({', '.join(str(f) for f in found)}); name the models "
+                         "with --checkpoint LABEL=<train record>", file=run)
+    entries = _read_json(found[0])
+    try:
+        return [EvalModel(e["label"], _absolute(ModelRef.model_validate(e), run), str(found[0])) for e in entries]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a list of models: {exc}", file=found[0]) from exc
 
 
 def _folder_identity(folder: Path) -> str:
-    prints = [keys.file_fingerprint(str(p)) for p in sorted(folder.rglob("*")) if p.is_file()]
+    prints = [file_fingerprint(str(p)) for p in sorted(folder.rglob("*")) if p.is_file()]
     return "unet:" + hashlib.sha256("\n".join(prints).encode()).hexdigest()[:32]
 
 
@@ -273,20 +240,21 @@ def explicit_model(text: str) -> EvalModel:
     if path.name == "model.json" and path.parent.name.startswith("train-"):
         path = path.parent  # the checkpoint spec inside a train stage: the stage is the model
     if path.is_file() and path.suffix == ".json":
-        return trained(train_stage(path), label)
+        return trained(path, label)
     if path.is_dir() and path.name.startswith("train-") and path.with_suffix(".json").is_file():
-        return trained(train_stage(path.with_suffix(".json")), label)
+        return trained(path.with_suffix(".json"), label)
     unet = path / "unet" if (path / "unet" / "config.json").is_file() else path
     if (unet / "config.json").is_file():
         checkpoint = UnetCheckpoint(kind="full", weights=str(unet.resolve()), label=label)
-        return EvalModel(label, ModelRef(checkpoint, _folder_identity(unet)), str(path))
+        return EvalModel(label, ModelRef(checkpoint=checkpoint, identity=_folder_identity(unet)), str(path))
     raise InputError("not a checkpoint: expected a train stage record (round-NN/train-<key>.json) or folder, "
                      "or a diffusers UNet folder (config.json + weights)", file=path)
 
 
 def models_to_evaluate(config: SailConfig, run: Path | None, checkpoints: Sequence[str]) -> list[EvalModel]:
-    base = EvalModel(BASE_LABEL, keys.base_model(config), config.model.source)
-    models = [base, *(run_models(run, base.ref) if run else []), *(explicit_model(c) for c in checkpoints)]
+    base = EvalModel(BASE_LABEL, base_model(config), config.model.source)
+    of_run = [m for m in run_models(run) if m.label != BASE_LABEL] if run else []
+    models = [base, *of_run, *(explicit_model(c) for c in checkpoints)]
     labels = [m.label for m in models]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -311,39 +279,35 @@ def _progress(log: Log, prefix: str) -> Callable[[int, int], None]:
     return report
 
 
-def evaluate_one(config: SailConfig, bundle: ModelBundle, layout: RunLayout, prompt_set: EvalPromptSet,
-                 model: EvalModel, baseline: EvalRecord | None, log: Log) -> Evaluated:
-    from sail_core.stages.bookkeeping import finished_record, record_finished, stage_dir
-    from sail_core.stages.evaluate import evaluate_model
+def evaluate_one(config: SailConfig, layout: RunLayout, prompt_set: EvalPromptSet, model: EvalModel,
+                 baseline: EvalRecord | None, log: Log) -> Evaluated:
+    from sail_core.run.runner import prepare
+    from sail_core.stages import EVALUATE, EvaluateInputs
 
-    set_config = with_eval(config, prompts=[prompt_set.spec])
-    key = evaluation_key(set_config, prompt_set, model, baseline)
-    record = finished_record(layout, key, EvalRecord)
+    inputs = EvaluateInputs(model=model.ref, label=model.label, baseline=baseline)
+    prepared = prepare(EVALUATE, with_eval(config, prompts=[prompt_set.spec]), layout, inputs)
+    record = prepared.finished()
     if record is not None:
         log(f"{model.label} on {prompt_set.name}: finished earlier, reused")
-        return Evaluated(model, prompt_set, key, record, reused=True)
-    out = stage_dir(layout, key)
-    out.mkdir(parents=True, exist_ok=True)
-    record = evaluate_model(set_config, bundle, layout, model.ref.checkpoint, model.label, out, baseline,
-                            _progress(log, f"{model.label} on {prompt_set.name}"))
-    record_finished(layout, key, record)
-    return Evaluated(model, prompt_set, key, record, reused=False)
+        return Evaluated(model, prompt_set, prepared.key, record, reused=True)
+    record = prepared.execute(_progress(log, f"{model.label} on {prompt_set.name}"))
+    return Evaluated(model, prompt_set, prepared.key, record, reused=False)
 
 
-def evaluate_all(config: SailConfig, bundle: ModelBundle, layout: RunLayout, models: Sequence[EvalModel],
+def evaluate_all(config: SailConfig, layout: RunLayout, models: Sequence[EvalModel],
                  prompt_sets: Sequence[EvalPromptSet], log: Log) -> list[Evaluated]:
     """Per prompt set, the base first (``models[0]``): its evaluation is the others' baseline."""
     done: list[Evaluated] = []
     for prompt_set in prompt_sets:
         baseline: EvalRecord | None = None
         for model in models:
-            done.append(evaluate_one(config, bundle, layout, prompt_set, model, baseline, log))
+            done.append(evaluate_one(config, layout, prompt_set, model, baseline, log))
             baseline = baseline or done[-1].record
     return done
 
 
 def _index(evaluated: Sequence[Evaluated], layout: RunLayout) -> list[dict[str, Any]]:
-    from sail_core.stages.bookkeeping import stage_dir
+    from sail_core.run.bookkeeping import stage_dir
 
     return [{
         "model": e.model.label, "identity": e.model.ref.identity, "source": e.model.source,
@@ -352,13 +316,6 @@ def _index(evaluated: Sequence[Evaluated], layout: RunLayout) -> list[dict[str, 
         "stage_dir": layout.rel(stage_dir(layout, e.key)), "reused": e.reused,
         "record": e.record.model_dump(mode="json"),
     } for e in evaluated]
-
-
-def _device(config: SailConfig) -> str:
-    import torch
-
-    wanted = config.runtime.device
-    return ("cuda" if torch.cuda.is_available() else "cpu") if wanted == "auto" else wanted
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -371,7 +328,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         write_report,
     )
     from sail_core.io.atomic import write_text
-    from sail_core.models.bundle import cached_bundle
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -382,7 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     prompt_sets = load_prompt_sets(config, args.prompts)
     models = models_to_evaluate(config, run, args.checkpoint)
     layout = RunLayout(Path(args.out))
-    evaluated = evaluate_all(config, cached_bundle(config.model, _device(config)), layout, models, prompt_sets, log)
+    evaluated = evaluate_all(config, layout, models, prompt_sets, log)
 
     evaluations = [ModelEvaluation(e.model.label, e.prompt_set.name, e.record) for e in evaluated]
     table_layout = TableLayout(category_metric=args.category_metric,

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from sail_core.config import load_config
+from sail_core.config import SailConfig, load_config
+from sail_core.evaluation.scoring import build_scorers, score_images
 from sail_core.experiments.aggregate import markdown_table, summarize_over_seeds, write_results
 from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
 from sail_core.experiments.plots import plot_trajectories
@@ -21,9 +20,8 @@ from sail_core.experiments.spec import ExperimentSpec, seed_overrides
 from sail_core.io.atomic import write_text
 from sail_core.io.tables import read_table
 from sail_core.models.bundle import cached_bundle
-from sail_core.models.lineage import UnetCheckpoint
-from sail_core.stages.records import CandidatesRecord, PromptsRecord
-from sail_core.world.scorer import WorldJudgeScorer
+from sail_core.models.checkpoint import UnetCheckpoint
+from sail_core.run.records import CandidatesRecord, PromptsRecord
 
 METRICS = ("utility", "faithful", "taste", "utility_win_rate")
 
@@ -42,8 +40,11 @@ def _metric_rows(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
             for e in result["evaluations"]]
 
 
-def _world_judge(images, prompts):
-    return WorldJudgeScorer().score([Image.fromarray(a) for a in images], prompts)["utility"]
+def _judge(config: SailConfig):
+    """The config's evaluation scorers as the analyses' judge, scoring by the first metric (the hidden
+    human's utility in the embedded world)."""
+    scorers = build_scorers(config.eval.scorers, "cpu", config.eval.scorer_sources, config.eval.scorer_options)
+    return lambda images, prompts: score_images(scorers, images, prompts)[METRICS[0]]
 
 
 def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: list[dict]) -> tuple[list, list]:
@@ -69,7 +70,7 @@ def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: l
                       if m["label"] == "round-00")
         for a in selection_agreement(config, bundle, run_dir, PromptsRecord.model_validate(first["prompts"]),
                                      CandidatesRecord.model_validate(first["candidates"]), policy, UnetCheckpoint(),
-                                     _world_judge, analysis.selection_k, analysis.selection_repeats):
+                                     _judge(config), analysis.selection_k, analysis.selection_repeats):
             agreement.append({"seed": seed, "k_draws": a.k_draws, "crn": a.common_random_numbers,
                               "agreement": a.agreement, "spread": a.spread})
     return accuracy, agreement

@@ -82,7 +82,7 @@ class RewardConfig(_Strict):
     beta: float = Field(5000.0, gt=0)
     common_random_numbers: bool = True
     """All candidates of a prompt share the same K (t, eps) draws, so their reward *differences*
-    do not carry the noise of the draws (see tests/core/test_reward.py for the variance ratio)."""
+    do not carry the noise of the draws (see tests/algorithm/test_reward.py for the variance ratio)."""
     reference: Literal["base", "iter0", "previous"] = "base"
     """Reference of the judge: ``base`` (pretrained model; default), ``iter0`` (seed-DPO model) or
     ``previous`` (the model the current policy was trained against). See README."""

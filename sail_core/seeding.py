@@ -8,8 +8,10 @@ what an uninterrupted one would have.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(*parts: object) -> int:
@@ -19,4 +21,6 @@ def derive_seed(*parts: object) -> int:
 
 
 def generator(*parts: object) -> torch.Generator:
+    import torch  # here, so that code needing only derive_seed (e.g. mixup, on a data machine) needs no torch
+
     return torch.Generator("cpu").manual_seed(derive_seed(*parts))

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from sail_core.evaluation.report import ModelEvaluation, metrics_table, to_markdown, win_rate_table
 from sail_core.evaluation.run_report import iteration_rows, metric_names
-from sail_core.stages.records import EvalRecord
+from sail_core.run.records import EvalRecord
 
 MAX_GRID_SIDE = 768
 """Grids are embedded in the artifact as data URIs: larger ones are shrunk to keep the API payload small."""

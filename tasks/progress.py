@@ -21,9 +21,13 @@ class StageProgress:
         self.last = 0.0
         self.kill_after = kill_after
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, metrics: dict[str, float] | None = None) -> None:
+        """``metrics`` (training: loss, implicit accuracy) are shown on the terminal bar."""
         if self.kill_after is not None and done >= self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: die mid-stage, leaving no chance to clean up
+        if metrics:
+            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['implicit_accuracy']:.2f}",
+                                 refresh=False)
         if self.bar.total != total:
             self.bar.total = total
         self.bar.n = done
@@ -32,11 +36,6 @@ class StageProgress:
         if done >= total or now - self.last >= MIN_INTERVAL_S:
             self.last = now
             update_progress_artifact(artifact_id=self.artifact_id, progress=100.0 * done / max(1, total))
-
-    def step(self, step: int, total: int, metrics: dict[str, float]) -> None:
-        """Training callback: progress plus the current loss and implicit accuracy on the bar."""
-        self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['implicit_accuracy']:.2f}", refresh=False)
-        self(step, total)
 
     def close(self) -> None:
         self.bar.close()

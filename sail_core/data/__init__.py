@@ -1,1 +1,2 @@
-"""Datasets: Pick-a-Pic reading, prompt pools, pair tables, mixup and the latent/embedding caches."""
+"""Data: Pick-a-Pic v2 reading, prompt pools and prompt sets, the pair table schema, real images and
+their perturbations."""

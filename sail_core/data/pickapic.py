@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from sail_core.data.prompts import normalize_prompt
 from sail_core.errors import InputError
+from sail_core.io.paths import local_path
 from sail_core.io.tables import read_table
 from sail_core.seeding import derive_seed
 
@@ -58,7 +59,7 @@ class SeedSplit:
 def expand_files(patterns: Sequence[str]) -> list[Path]:
     files: list[Path] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern))
+        matches = sorted(glob.glob(local_path(pattern)))
         if not matches:
             raise InputError("no file matches", file=pattern, parameter="seed_data.pairs")
         files.extend(Path(m) for m in matches)

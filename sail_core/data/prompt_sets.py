@@ -30,6 +30,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from sail_core.errors import InputError
+from sail_core.io.paths import local_path
 
 PICKAPIC = "pickapic_v2_validation_unique"
 PARTIPROMPTS = "partiprompts"
@@ -61,10 +62,10 @@ class PromptSet:
 
 
 def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
+    resolved = Path(local_path(path))
+    if not resolved.exists():
         raise InputError("prompt file or folder does not exist", file=path)
-    return path
+    return resolved
 
 
 def _check_prompts(prompts: Sequence[object], file: Path, column: str | None, first_row: int = 0) -> list[str]:

@@ -19,7 +19,8 @@ Accepted sources (a path or a glob each; matches are taken in sorted order):
 * a **WebDataset** ``.tar`` shard: samples ``<key>.<ext>`` grouped by key (the member path up to the
   first dot of its file name), an image member (``jpg``, ``jpeg``, ``png``, ``webp``) and the caption
   in ``<key>.txt`` or in ``caption``/``text`` of ``<key>.json``; rows are 0-based sample indices.
-* ``world``: the embedded world's shipped real images (a Parquet file of the form above).
+* ``pkg:<package>/<path>``: any of these shipped inside a Python package (the embedded world's real
+  images are ``pkg:sail_core.world/data/real.parquet``, a Parquet file of the form above).
 
 Only captions are read to list the images; image bytes are read later, in the order asked for.
 Every error names the file, and the row and column where there is one.
@@ -40,8 +41,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sail_core.errors import InputError
+from sail_core.io.paths import local_path
 from sail_core.seeding import derive_seed
-from sail_core.world.assets import WORLD, resolve_real_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 PARQUET_IMAGE_COLUMNS = ("image", "jpg", "png", "webp", "image_bytes")
@@ -196,17 +197,14 @@ def _list_tar(file: Path, caption_key: str | None) -> list[RealItem]:
 
 
 def expand_sources(sources: Sequence[str]) -> list[Path]:
-    """The folders and files the sources name (``world`` resolved, globs expanded in sorted order)."""
+    """The folders and files the sources name (``pkg:`` references resolved, globs expanded in sorted order)."""
     if not sources:
         raise InputError("no real image sources given", parameter=PARAMETER)
     paths: list[Path] = []
     for source in sources:
-        pattern = resolve_real_images(source)
-        matches = sorted(glob.glob(pattern))
+        matches = sorted(glob.glob(local_path(source)))
         if not matches:
-            hint = " (the world's real images: write them with sail_core.world.real.build_real_images)" \
-                if source == WORLD else ""
-            raise InputError(f"no folder or file matches{hint}", file=pattern, parameter=PARAMETER)
+            raise InputError("no folder or file matches", file=source, parameter=PARAMETER)
         for match in map(Path, matches):
             if not (match.is_dir() or match.suffix in (".parquet", ".tar")):
                 raise InputError("a real image source must be a folder, a .parquet or a .tar file",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sail_core.algorithm.sampler import NoisePredictor, sample_latents
 from sail_core.config import EvalConfig
 from sail_core.data.prompts import normalize_prompt
-from sail_core.diffusion.sampler import NoisePredictor, sample_latents
 from sail_core.images import tensor_to_uint8
 from sail_core.models.bundle import ModelBundle
 from sail_core.seeding import derive_seed

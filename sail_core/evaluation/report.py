@@ -29,7 +29,7 @@ from sail_core.errors import InputError
 from sail_core.evaluation.run_report import metric_names, plot_metric_grid, side_by_side
 from sail_core.io.atomic import write_text
 from sail_core.io.tables import write_table
-from sail_core.stages.records import EvalRecord
+from sail_core.run.records import EvalRecord
 
 MISSING = "–"
 

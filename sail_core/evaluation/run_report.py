@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,11 +11,15 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from sail_core.config import SailConfig
 from sail_core.errors import InputError
 from sail_core.images import encode_png
-from sail_core.io.atomic import write_bytes
+from sail_core.io.atomic import write_bytes, write_text
 from sail_core.io.tables import read_table, write_table
-from sail_core.stages.records import EvalRecord
+from sail_core.run.bookkeeping import manifest
+from sail_core.run.layout import RunLayout
+from sail_core.run.lineage import ModelRef
+from sail_core.run.records import EvalRecord
 
 
 def metric_names(records: Sequence[EvalRecord]) -> list[str]:
@@ -127,3 +132,27 @@ def _decode_png(row: int, data: bytes, file: Path) -> np.ndarray:
     except (OSError, ValueError) as exc:  # PIL raises UnidentifiedImageError (an OSError) or ValueError
         raise InputError(f"cannot decode the image ({exc}); delete {file.parent} to evaluate that model again",
                          file=file, row=row, column="png") from exc
+
+
+def write_run_report(layout: RunLayout, report_dir: str, evaluations: Sequence[EvalRecord],
+                     models: Sequence[ModelRef], config: SailConfig) -> Path:
+    """``<run>/<report_dir>/``: metrics (text table, Parquet, plot), the same prompts and seeds side by side,
+    the config, and ``models.json`` (each evaluated model's label, checkpoint and identity, which
+    ``sail evaluate`` reads); and ``<run>/manifest.json``, every finished stage of the run."""
+    root = layout.root
+    report = root / report_dir
+    write_metrics(evaluations, report / "metrics.parquet")
+    if metric_names(evaluations):
+        plot_metrics(evaluations, report / "metrics.png")
+    side_by_side(evaluations, root, report / "samples.png")
+    write_text(report / "metrics.txt", format_table(evaluations) + "\n", overwrite=True)
+    write_text(report / "config.json", json.dumps(config.model_dump(mode="json"), indent=2), overwrite=True)
+    write_models(report, [(e.label, m) for e, m in zip(evaluations, models)])
+    write_text(root / "manifest.json", json.dumps({"stages": manifest(layout)}, indent=2), overwrite=True)
+    return report
+
+
+def write_models(report: Path, models: Sequence[tuple[str, ModelRef]]) -> Path:
+    """``models.json``: each evaluated model's label, checkpoint (paths relative to the run) and identity."""
+    return write_text(report / "models.json", json.dumps([{"label": label, **model.model_dump(mode="json")}
+                                                          for label, model in models], indent=2), overwrite=True)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-WORLD_SCORER = "world"
+from sail_core.evaluation.scorers import build_scorer, canonical_name
 
 
 def build_scorers(names: Sequence[str], device: torch.device | str = "cpu",
@@ -16,15 +16,9 @@ def build_scorers(names: Sequence[str], device: torch.device | str = "cpu",
                   options: Mapping[str, Mapping[str, object]] | None = None) -> list:
     scorers = []
     for name in names:
-        if name == WORLD_SCORER:
-            from sail_core.world.scorer import WorldJudgeScorer
-
-            scorers.append(WorldJudgeScorer())
-        else:
-            from sail_core.evaluation.scorers import build_scorer
-
-            extra = dict((options or {}).get(name, {}))
-            scorers.append(build_scorer(name, (sources or {}).get(name), device=device, **extra))
+        key = canonical_name(name)
+        extra = dict((options or {}).get(key, {}))
+        scorers.append(build_scorer(key, (sources or {}).get(key), device=device, **extra))
     return scorers
 
 

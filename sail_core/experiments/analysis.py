@@ -15,18 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sail_core.algorithm.reward import implicit_rewards
+from sail_core.algorithm.selection import select_pair
 from sail_core.config import RewardConfig, SailConfig
 from sail_core.data.pickapic import LabelledPair, read_pair_images, scan_labels, split_seed
 from sail_core.images import decode_image, pil_to_tensor, tensor_to_uint8
 from sail_core.io.tables import read_table
 from sail_core.io.tensors import ShardReader, read_tensors
 from sail_core.models.bundle import ModelBundle
+from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.conditioning import Conditioning
 from sail_core.models.denoisers import load_for_inference
-from sail_core.models.lineage import UnetCheckpoint
-from sail_core.reward import implicit_rewards
-from sail_core.selection import select_pair
-from sail_core.stages.records import CandidatesRecord, PromptsRecord
+from sail_core.run.records import CandidatesRecord, PromptsRecord
 from sail_core.stages.seed import seed_files
 
 JudgeFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]

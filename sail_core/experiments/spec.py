@@ -42,7 +42,8 @@ class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    preset: str = "world"
+    preset: str
+    """The preset (or config file) every arm starts from."""
     seeds: tuple[int, ...] = (0, 1, 2)
     overrides: dict[str, Any] = {}
     """Applied to every arm (before the arm's own overrides)."""

@@ -1,1 +1,2 @@
-"""File formats: atomic writes, Parquet tables and safetensors tensor shards."""
+"""File formats and places: atomic writes, Parquet tables, safetensors shards, ``pkg:`` paths and
+remote run stores."""

@@ -1,4 +1,4 @@
-"""Loading a text-to-image diffusion model (SD1.5, SDXL or the embedded world) with diffusers.
+"""Loading a text-to-image diffusion model (SD1.5 or SDXL layout: also the embedded world) with diffusers.
 
 The :class:`ModelBundle` holds the frozen parts every stage needs: the noise schedule, the latent
 codec and the prompt encoder. UNets are loaded separately (:func:`load_unet`), because stages need
@@ -17,10 +17,10 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditi
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from sail_core.config import DType, ModelConfig, SamplerConfig
+from sail_core.io.paths import local_path
+from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.codec import LatentCodec, PixelCodec, VaeCodec
 from sail_core.models.conditioning import Conditioning, PromptEncoder
-from sail_core.models.lineage import UnetCheckpoint
-from sail_core.world.assets import BASE_MODEL_DIR as WORLD_MODEL_DIR
 
 
 def torch_dtype(name: DType) -> torch.dtype:
@@ -28,7 +28,7 @@ def torch_dtype(name: DType) -> torch.dtype:
 
 
 def resolve_source(config: ModelConfig) -> str:
-    return str(WORLD_MODEL_DIR) if config.source == "world" else config.source
+    return local_path(config.source)
 
 
 def _pretrained_kwargs(config: ModelConfig) -> dict:
@@ -99,7 +99,7 @@ def load_bundle(config: ModelConfig, device: torch.device | str = "cpu") -> Mode
         codec = PixelCodec()
     else:
         if config.vae_source:
-            vae = AutoencoderKL.from_pretrained(config.vae_source, torch_dtype=dtype, use_safetensors=True,
+            vae = AutoencoderKL.from_pretrained(local_path(config.vae_source), torch_dtype=dtype, use_safetensors=True,
                                                 local_files_only=config.local_files_only)
         else:
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **kwargs)

@@ -25,7 +25,7 @@ from sail_core.models.adapters import (
     save_adapter,
 )
 from sail_core.models.bundle import load_unet, torch_dtype
-from sail_core.models.lineage import UnetCheckpoint
+from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.seeding import derive_seed
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,14 +18,13 @@ from sail_core.evaluation.summary import summarize
 from sail_core.images import encode_png, image_grid
 from sail_core.io.atomic import write_bytes, write_text
 from sail_core.io.tables import read_table, table_metadata, write_table
-from sail_core.models.bundle import ModelBundle
 from sail_core.models.denoisers import load_policy
-from sail_core.models.lineage import UnetCheckpoint
-from sail_core.stages.layout import Artifact, RunLayout
-from sail_core.stages.records import EvalRecord
-from sail_core.world.assets import resolve_eval_prompts
+from sail_core.run.keys import model_settings
+from sail_core.run.layout import Artifact, RunLayout
+from sail_core.run.lineage import ModelRef
+from sail_core.run.records import EvalRecord
+from sail_core.run.stage import ProgressCounter, Stage, StageContext, StageInputs
 
-Progress = Callable[[int, int], None]
 ITEM_COLUMNS = ("prompt", "category", "seed_index", "seed")
 
 
@@ -36,7 +34,7 @@ def eval_prompts(config: SailConfig) -> tuple[list[str], list[str]]:
         raise InputError("no evaluation prompts given", parameter="eval.prompts")
     prompts, categories = [], []
     for spec in config.eval.prompts:
-        loaded = prompt_set_from_spec(resolve_eval_prompts(spec))
+        loaded = prompt_set_from_spec(spec)
         prompts += loaded.prompts
         categories += loaded.categories or [loaded.name] * len(loaded)
     limit = config.eval.max_prompts
@@ -64,32 +62,26 @@ def _baseline_scores(layout: RunLayout, baseline: EvalRecord, protocol: dict, it
     return {k: np.asarray(v)[rows] for k, v in table.items() if k not in ITEM_COLUMNS}
 
 
-def evaluate_model(
-    config: SailConfig,
-    bundle: ModelBundle,
-    layout: RunLayout,
-    checkpoint: UnetCheckpoint,
-    label: str,
-    out_dir: Path,
-    baseline: EvalRecord | None = None,
-    on_progress: Progress | None = None,
-) -> EvalRecord:
+class EvaluateInputs(StageInputs):
+    model: ModelRef
+    label: str
+    """The model's name in tables and folders (``base``, ``round-00``, ...)."""
+    baseline: EvalRecord | None = None
+    """The base model's evaluation under the same protocol: win rates are computed against it."""
+
+
+def evaluate_model(ctx: StageContext, inputs: EvaluateInputs) -> EvalRecord:
+    config, bundle, layout, out_dir = ctx.config, ctx.bundle, ctx.layout, ctx.out_dir
+    checkpoint, label, baseline = inputs.model.checkpoint, inputs.label, inputs.baseline
     prompts, categories = eval_prompts(config)
     items = eval_items(prompts, categories, config.eval)
     protocol = protocol_record(bundle, config.eval)
     scores_file, summary_file = out_dir / "scores.parquet", out_dir / "summary.json"
     grid_file = out_dir / "grid.png"
     if not scores_file.exists():
-        denoisers = load_policy(config.model, layout.root, checkpoint, bundle.device)
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if on_progress is not None:
-                on_progress(done, len(items))
-
-        images = generate_eval_images(denoisers.policy, bundle, items, config.eval, denoisers.dtype, advance)
+        denoisers = load_policy(config.model, layout.root, checkpoint, ctx.device)
+        counter = ProgressCounter(len(items), ctx.progress)
+        images = generate_eval_images(denoisers.policy, bundle, items, config.eval, denoisers.dtype, counter.advance)
         scorers = build_scorers(config.eval.scorers, bundle.device, config.eval.scorer_sources,
                                 config.eval.scorer_options)
         scores = score_images(scorers, images, [i.prompt for i in items])
@@ -118,3 +110,20 @@ def evaluate_model(
         label=label, scores=Artifact.of(layout.root, scores_file), summary=Artifact.of(layout.root, summary_file),
         metrics=metrics, grid=Artifact.of(layout.root, grid_file) if grid_file.exists() else None,
     )
+
+
+def eval_prompts_digest(config: SailConfig) -> str:
+    """Hash of the evaluation prompts and categories themselves: a ``kind:path`` spec, a folder whose
+    files changed, or a renamed copy of the same file are all judged by their content."""
+    return hashlib.sha256(json.dumps(eval_prompts(config)).encode()).hexdigest()
+
+
+EVALUATE = Stage(
+    name="evaluate", inputs=EvaluateInputs, record=EvalRecord, run=evaluate_model,
+    group=lambda inputs: f"eval-{inputs.label}",
+    settings=lambda config, inputs: {"model": model_settings(config), "eval": config.eval.model_dump(mode="json")},
+    external=lambda config, inputs: [eval_prompts_digest(config)],
+    code=("sail_core.evaluation.protocol", "sail_core.evaluation.scoring", "sail_core.evaluation.summary",
+          "sail_core.algorithm.sampler"),
+    description="held-out prompts, fixed seeds, scores and win rates against the base",
+)

@@ -15,7 +15,7 @@ latent differs from the real one by exactly the perturbation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +34,11 @@ from sail_core.io.tables import read_table, write_table
 from sail_core.io.tensors import write_tensors
 from sail_core.models.bundle import ModelBundle
 from sail_core.models.conditioning import Conditioning
+from sail_core.run.keys import file_fingerprint, model_settings
+from sail_core.run.layout import Artifact, RunLayout
+from sail_core.run.records import CandidatesRecord, RealRecord
+from sail_core.run.stage import NoInputs, Stage, StageContext
 from sail_core.seeding import derive_seed
-from sail_core.stages.layout import Artifact, RunLayout
-from sail_core.stages.records import CandidatesRecord, RealRecord
-
-Progress = Callable[[int, int], None]
 
 # one row per encoded latent of a shard: the real image (role "real") or a perturbed copy
 LATENT_SCHEMA = pa.schema([
@@ -54,7 +54,7 @@ CAPTIONS_PER_CALL = 256  # bounds the text encoder's activations on large real s
 
 
 def real_files(config: SailConfig) -> list[str]:
-    """Every file the real sources consist of: the inputs of ``keys.real_key``."""
+    """Every file the real sources consist of: what keys the real stage."""
     return [str(f) for f in source_files(config.real.sources)]
 
 
@@ -160,10 +160,10 @@ def _perturbed_pairs(latents: pa.Table) -> tuple[pa.Table, pa.Table]:
     return pair_table(pairs), table
 
 
-def prepare_real(config: SailConfig, bundle: ModelBundle, layout: RunLayout, out_dir: Path,
-                 on_progress: Progress | None = None) -> RealRecord:
+def prepare_real(ctx: StageContext, inputs: NoInputs) -> RealRecord:
     """Encode the real images (and their perturbed copies) and captions once; write the real ≻ perturbed
     pairs, the captions as prompts and each caption's real latent."""
+    config, bundle, layout, out_dir = ctx.config, ctx.bundle, ctx.layout, ctx.out_dir
     cfg = config.real
     items = real_items(config)
     prompts_file, conds_file = out_dir / "prompts.parquet", out_dir / "conds.safetensors"
@@ -178,8 +178,7 @@ def prepare_real(config: SailConfig, bundle: ModelBundle, layout: RunLayout, out
             write_table(shard_table, _encode_shard(config, bundle, layout, out_dir, shard,
                                                    items[start : start + cfg.images_per_shard], start, conds_file))
         tables.append(read_table(shard_table).cast(LATENT_SCHEMA))
-        if on_progress is not None:
-            on_progress(shard + 1, n_shards)
+        ctx.progress(shard + 1, n_shards)
     latents = pa.concat_tables(tables)
     files = {name: out_dir / f"{name}.parquet" for name in ("anchors", "pairs", "perturbations")}
     if not all(f.exists() for f in files.values()):
@@ -246,3 +245,13 @@ def real_generated_pairs(layout: RunLayout, real: RealRecord, candidates: Candid
                          "generate them with real_generation_config", file=candidates_file,
                          parameter="real.generated_per_image")
     return pair_table(rows)
+
+
+REAL = Stage(
+    name="real", inputs=NoInputs, record=RealRecord, run=prepare_real,
+    group=lambda inputs: "real",
+    settings=lambda config, inputs: {"model": model_settings(config), "real": config.real.model_dump(mode="json")},
+    external=lambda config, inputs: [file_fingerprint(f) for f in real_files(config)],
+    code=("sail_core.data.real_images", "sail_core.data.perturb"),
+    description="RealAlign's real images and their perturbed copies, encoded once",
+)

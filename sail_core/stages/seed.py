@@ -8,7 +8,6 @@ never recomputed, so an interrupted encoding resumes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,17 +22,16 @@ from sail_core.images import decode_image, pil_to_tensor
 from sail_core.io.tables import read_table, write_table
 from sail_core.io.tensors import write_tensors
 from sail_core.models.bundle import ModelBundle
-from sail_core.stages.layout import Artifact, RunLayout
-from sail_core.stages.records import SeedRecord
-from sail_core.world.assets import resolve_world_data
-
-Progress = Callable[[int, int], None]
+from sail_core.run.keys import file_fingerprint, model_settings
+from sail_core.run.layout import Artifact, RunLayout
+from sail_core.run.records import SeedRecord
+from sail_core.run.stage import NoInputs, Stage, StageContext
 
 
 def seed_files(config: SailConfig) -> list[Path]:
     if not config.seed_data.pairs:
         raise InputError("no seed preference files given", parameter="seed_data.pairs")
-    return expand_files([resolve_world_data(p) for p in config.seed_data.pairs])
+    return expand_files(config.seed_data.pairs)
 
 
 def _encode_shard(bundle: ModelBundle, layout: RunLayout, out_dir: Path, shard: int, pairs: list[LabelledPair],
@@ -66,8 +64,8 @@ def _encode_shard(bundle: ModelBundle, layout: RunLayout, out_dir: Path, shard: 
     } for i, p in enumerate(pairs)])
 
 
-def prepare_seed(config: SailConfig, bundle: ModelBundle, layout: RunLayout, out_dir: Path,
-                 on_progress: Progress | None = None) -> SeedRecord:
+def prepare_seed(ctx: StageContext, inputs: NoInputs) -> SeedRecord:
+    config, bundle, layout, out_dir = ctx.config, ctx.bundle, ctx.layout, ctx.out_dir
     cfg = config.seed_data
     split = split_seed(seed_files(config), cfg.seed_size, cfg.seed)
     # shards follow file order, so each shard reads a contiguous run of row groups
@@ -80,8 +78,7 @@ def prepare_seed(config: SailConfig, bundle: ModelBundle, layout: RunLayout, out
             write_table(shard_table, _encode_shard(bundle, layout, out_dir, index, shard_pairs,
                                                    cfg.encode_batch_size))
         tables.append(read_pairs(shard_table))
-        if on_progress is not None:
-            on_progress(index + 1, len(shards))
+        ctx.progress(index + 1, len(shards))
     pairs_file, pool_file = out_dir / "pairs.parquet", out_dir / "pool.parquet"
     if not pairs_file.exists():
         write_table(pairs_file, pa.concat_tables(tables))
@@ -96,3 +93,14 @@ def prepare_seed(config: SailConfig, bundle: ModelBundle, layout: RunLayout, out
 
 def column(layout: RunLayout, artifact: Artifact, name: str) -> list:
     return read_table(artifact.resolve(layout.root), columns=[name], required=(name,)).column(name).to_pylist()
+
+
+SEED = Stage(
+    name="seed", inputs=NoInputs, record=SeedRecord, run=prepare_seed,
+    group=lambda inputs: "seed",
+    settings=lambda config, inputs: {"model": model_settings(config),
+                                     "seed_data": config.seed_data.model_dump(mode="json")},
+    external=lambda config, inputs: [file_fingerprint(str(f)) for f in seed_files(config)],
+    code=("sail_core.data.pickapic",),
+    description="the human seed pairs, VAE- and text-encoded once",
+)

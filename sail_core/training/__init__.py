@@ -1,1 +1,2 @@
-"""Diffusion-DPO training: the loss, optimizers, step checkpoints and the training loop."""
+"""Diffusion-DPO training: the loop (accelerate), optimizers, step checkpoints, the pair dataset and
+multi-process launching. The loss itself is ``sail_core.algorithm.dpo_loss``."""

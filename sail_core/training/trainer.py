@@ -19,17 +19,17 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
+from sail_core.algorithm.dpo_loss import dpo_loss
+from sail_core.algorithm.noising import add_noise, per_sample_mse, training_target
 from sail_core.config import TrainConfig
-from sail_core.data.pairs import PairDataset
-from sail_core.diffusion.noising import add_noise, per_sample_mse, training_target
 from sail_core.errors import NonFiniteLossError
 from sail_core.models.bundle import ModelBundle
 from sail_core.models.conditioning import Conditioning
 from sail_core.models.denoisers import Denoisers
 from sail_core.seeding import derive_seed, generator
-from sail_core.training.checkpoint import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
-from sail_core.training.dpo_loss import dpo_loss
 from sail_core.training.optim import build_lr_schedule, build_optimizer
+from sail_core.training.pair_dataset import PairDataset
+from sail_core.training.step_checkpoints import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 """``on_step(step, total_steps, metrics)`` after every optimizer step."""

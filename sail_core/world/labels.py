@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import ModelConfig, SamplerConfig
 from sail_core.data.pickapic import PICKAPIC_V2_SCHEMA
-from sail_core.diffusion.sampler import sample_latents
 from sail_core.images import encode_png, tensor_to_uint8
 from sail_core.io.atomic import write_text
 from sail_core.io.tables import write_table
 from sail_core.models.bundle import load_bundle
+from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import load_for_inference
-from sail_core.models.lineage import UnetCheckpoint
 from sail_core.seeding import derive_seed
 from sail_core.world.grammar import all_specs
 from sail_core.world.human import TIE, label_pairs, utilities

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sail_core.diffusion.noising import add_noise
+from sail_core.algorithm.noising import add_noise
 from sail_core.models.tokenizer import cached_clip_tokenizer
 from sail_core.world.model import TEXT_LENGTH, build_scheduler, build_text_encoder, build_unet, save_world_model
 from sail_core.world.render import sample_batch

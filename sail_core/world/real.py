@@ -1,4 +1,5 @@
-"""The world's real images: the RealAlign anchors of the embedded world (``real.sources: [world]``).
+"""The world's real images: the RealAlign anchors of the embedded world
+(``real.sources: [pkg:sail_core.world/data/real.parquet]``).
 
 Real data here is what the world's camera takes: the web-data scene for a caption (``render``),
 rendered for the labelled prompts only, so the held-out evaluation prompts never appear. RealAlign

@@ -12,8 +12,13 @@ from sail_core.world.human import judge_batch
 
 
 class WorldJudgeScorer:
+    """Registered as the ``world`` scorer (pyproject.toml, ``sail.scorers`` entry points)."""
+
     name = "world"
     metrics = ("utility", "faithful", "taste")
+
+    def __init__(self, device: object = None) -> None:
+        """The judge looks at pixels on the CPU; ``device`` is accepted for the scorer interface."""
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, np.ndarray]:
         if len(images) != len(prompts):

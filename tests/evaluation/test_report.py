@@ -1,7 +1,7 @@
 """``sail evaluate`` on a tiny SD1.5 run: the results table's layout and numbers, reuse of finished
 evaluations, determinism of the protocol, and clear errors for bad inputs.
 
-The run is built through the stage functions into keyed stage directories, as the flow writes them:
+The run is built through the runner into keyed stage directories, as the flow writes them:
 seed → round-00 (seed DPO) → round-01. Round 1 trains on the seed pairs instead of a self-generated
 mixed set: evaluation only needs the lineage of trained models, not how their pairs were made.
 """
@@ -24,16 +24,17 @@ import pytest
 from sail_cli.main import main
 from sail_core.errors import InputError
 from sail_core.evaluation.report import ModelEvaluation, TableLayout, metrics_table, to_markdown, win_rate_table
-from sail_core.io.atomic import write_text
+from sail_core.evaluation.run_report import write_models
+from sail_core.io.atomic import sha256_tree, write_text
 from sail_core.io.tables import read_table
-from sail_core.models.bundle import cached_bundle
-from sail_core.stages import keys
-from sail_core.stages.bookkeeping import record_finished, stage_dir
-from sail_core.stages.layout import Artifact, RunLayout
-from sail_core.stages.records import EvalRecord
-from sail_core.stages.seed import prepare_seed
-from sail_core.stages.train import train_model
-from tests.core.helpers import standard_pickapic, tiny_config
+from sail_core.run.bookkeeping import stage_dir
+from sail_core.run.layout import Artifact, RunLayout
+from sail_core.run.lineage import base_model
+from sail_core.run.records import EvalRecord
+from sail_core.run.runner import run_stage, stage_key
+from sail_core.run.stage import NoInputs
+from sail_core.stages import SEED, TRAIN, TrainInputs
+from tests.builders import standard_pickapic, tiny_config
 
 STYLES = {
     "anime": ["a girl with silver hair, anime style", "a mecha robot in a city, cel shading"],
@@ -82,21 +83,16 @@ def tiny_run(tiny_sd15, tmp_path_factory) -> TinyRun:
     pairs = standard_pickapic(root / "pap.parquet")
     config = tiny_config("sd15", tiny_sd15, pairs, pool, **{"eval.max_prompts": None})
     layout = RunLayout(root / "run")
-    bundle = cached_bundle(config.model)
-    seed_key = keys.seed_key(config, [str(pairs)])
-    seed = prepare_seed(config, bundle, layout, stage_dir(layout, seed_key))
-    record_finished(layout, seed_key, seed)
-    model = keys.base_model(config)
+    seed = run_stage(SEED, config, layout, NoInputs())
+    models = [("base", base_model(config))]
     for round_index in (0, 1):
-        key = keys.train_key(config, seed.pairs.sha256, model, round_index)
-        stage_dir(layout, key).mkdir(parents=True)
-        record = train_model(config, bundle, layout, seed.pairs, model.checkpoint, round_index, stage_dir(layout, key))
-        record_finished(layout, key, record)
-        model = keys.trained_model(record, model)
+        inputs = TrainInputs(round_index=round_index, pairs=seed.pairs, init=models[-1][1])
+        models.append((f"round-{round_index:02d}", run_stage(TRAIN, config, layout, inputs).model))
         if round_index == 0:
-            round0 = stage_dir(layout, key).with_suffix(".json")
-    # the flow saves the run's config here; `sail evaluate RUN` takes its protocol from it
+            round0 = stage_dir(layout, stage_key(TRAIN, config, inputs)).with_suffix(".json")
+    # the flow saves the run's config and models here; `sail evaluate RUN` takes its protocol and models from them
     write_text(layout.root / "report" / "config.json", json.dumps(config.model_dump(mode="json")))
+    write_models(layout.root / "report", models)
     return TinyRun(layout.root, write_hpsv2(root / "hpsv2" / "benchmark", STYLES),
                    write_parti(root / "PartiPrompts.tsv", PARTI), round0, tiny_sd15)
 
@@ -276,6 +272,12 @@ def test_bad_image_is_a_clear_input_error(tiny_run, evaluated, tmp_path):
     table = read_table(images).to_pydict()
     table["png"][1] = b"\x89PNG\r\n\x1a\n truncated"
     pq.write_table(pa.table(table), images)
+    # as if the stage had written the bad image itself: its record vouches for the files (a stage whose
+    # files changed after it finished is set aside and recomputed instead, see tests/run/test_runner.py)
+    record = images.parent.with_suffix(".json")
+    entry = json.loads(record.read_text())
+    entry["data"]["sha256"] = sha256_tree(images.parent)
+    record.write_text(json.dumps(entry))
     with pytest.raises(InputError, match="cannot decode the image") as info:
         evaluate_cli(tiny_run, out)
     assert (Path(info.value.file), info.value.row, info.value.column) == (images, 1, "png")

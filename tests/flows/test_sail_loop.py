@@ -122,7 +122,8 @@ def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp
     assert set(mix["counts"]) == {"real-generated", "real-perturbed"}
     assert mix["counts"]["real-generated"] == mix["counts"]["real-perturbed"] == 6
 
-    mixed = _run(tmp_path, "sail-real", **{"real.sources": ["world"], "real.max_images": 6,
+    world_real = "pkg:sail_core.world/data/real.parquet"
+    mixed = _run(tmp_path, "sail-real", **{"real.sources": [world_real], "real.max_images": 6,
                                           "mixup.alpha": 0.25, "mixup.real_perturbed": 0.25})
     assert mixed.is_completed()
     mix = json.loads(next((tmp_path / "sail-real" / "round-01").glob("mix-*.json")).read_text())["record"]

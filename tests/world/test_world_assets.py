@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import SamplerConfig, load_config
 from sail_core.data.pickapic import scan_labels, split_seed
-from sail_core.diffusion.sampler import sample_latents
 from sail_core.images import tensor_to_uint8
 from sail_core.models.bundle import load_bundle
+from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import load_for_inference
-from sail_core.models.lineage import UnetCheckpoint
 from sail_core.world.analyse import analyse
 from sail_core.world.assets import EVAL_PROMPTS_FILE, LABELS_FILE
 from sail_core.world.grammar import parse_prompt

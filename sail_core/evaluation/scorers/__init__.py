@@ -7,12 +7,18 @@
 
 ``source`` is the scorer's main weights (see ``SOURCES``); the other pieces are keyword options.
 ``source="random"`` builds the real architecture with tiny random weights (tests, smoke runs).
+
+Other packages add scorers through the ``sail.scorers`` entry points (a name and a class taking
+``device=`` and returning ``{metric: values}`` from ``score(images, prompts)``): the embedded world
+registers its hidden human as ``world`` that way (pyproject.toml).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +63,23 @@ ALIASES = {
 SOURCES = {name: spec.source_parameter for name, spec in SCORERS.items()}
 
 
+PLUGIN_GROUP = "sail.scorers"
+
+
+@cache
+def _plugins() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
 def scorer_names() -> tuple[str, ...]:
-    return tuple(SCORERS)
+    return (*SCORERS, *sorted(_plugins()))
 
 
 def canonical_name(name: str) -> str:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
-    if key not in SCORERS:
-        raise InputError(f"unknown scorer {name!r}; choose one of {sorted(SCORERS)}", parameter="scorer")
+    if key not in SCORERS and key not in _plugins():
+        raise InputError(f"unknown scorer {name!r}; choose one of {sorted(scorer_names())}", parameter="scorer")
     return key
 
 
@@ -77,6 +91,10 @@ def build_scorer(
     published default; "random" = tiny random weights). ``options``: the scorer's other pieces
     (e.g. ``processor`` for PickScore, ``clip`` for the aesthetic predictor) and ``batch_size``."""
     key = canonical_name(name)
+    if key in _plugins():
+        if source is not None or options:
+            raise InputError(f"scorer {key!r} takes no source or options", parameter=key)
+        return _plugins()[key].load()(device=device)
     spec = SCORERS[key]
     allowed = set(spec.options) | {"batch_size"}
     if source == RANDOM_SOURCE:

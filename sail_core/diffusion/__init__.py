@@ -1,1 +1,0 @@
-"""Diffusion mechanics shared by every stage: forward noising, training targets and sampling."""

@@ -1,0 +1,81 @@
+"""The record of a finished stage, kept beside its directory, and the check that it still holds.
+
+``<group>/<stage>-<key>/`` holds a stage's data; ``<group>/<stage>-<key>.json`` (written last)
+holds its record, the settings that made it and the hash of the whole directory. A stage is
+finished exactly when that file exists and the directory still has that hash: a file deleted or
+changed since makes the stage run again instead of being trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from sail_core.io.atomic import write_text
+from sail_core.run.keys import StageKey
+from sail_core.run.layout import Artifact, RunLayout
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def stage_dir(layout: RunLayout, key: StageKey) -> Path:
+    return layout.stage_dir(key.group, key.stage, key.key)
+
+
+def sidecar(layout: RunLayout, key: StageKey) -> Path:
+    return stage_dir(layout, key).with_suffix(".json")
+
+
+def record_finished(layout: RunLayout, key: StageKey, record: BaseModel) -> dict[str, Any]:
+    entry = {
+        "stage": key.stage, "group": key.group, "key": key.key, "settings": key.settings,
+        "inputs": list(key.inputs), "code": key.code, "record_type": type(record).__name__,
+        "record": record.model_dump(mode="json"),
+        "data": Artifact.of(layout.root, stage_dir(layout, key)).model_dump(),
+    }
+    write_text(sidecar(layout, key), json.dumps(entry, indent=2), overwrite=True)
+    return entry
+
+
+def _intact_entry(layout: RunLayout, key: StageKey) -> dict[str, Any] | None:
+    path = sidecar(layout, key)
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text())
+    return entry if Artifact.model_validate(entry["data"]).verify(layout.root) else None
+
+
+def is_finished(layout: RunLayout, key: StageKey) -> bool:
+    """The stage finished and its data is still exactly what it wrote."""
+    return _intact_entry(layout, key) is not None
+
+
+def finished_record(layout: RunLayout, key: StageKey, record_type: type[R]) -> R | None:
+    """The stage's record if it finished and its data is intact, else None."""
+    entry = _intact_entry(layout, key)
+    return None if entry is None else record_type.model_validate(entry["record"])
+
+
+def set_aside_if_changed(layout: RunLayout, key: StageKey) -> Path | None:
+    """A stage that finished but whose data no longer has its recorded hash cannot be partly trusted
+    (which of its files are still right is unknown): move its directory and record aside, intact, so
+    the stage recomputes from nothing. An unfinished stage (no record) keeps its partial work."""
+    record = sidecar(layout, key)
+    if not record.exists() or is_finished(layout, key):
+        return None
+    aside = layout.root / ".changed" / f"{key.group}-{key.stage}-{key.key[:8]}-{time.time_ns()}"
+    aside.mkdir(parents=True)
+    if stage_dir(layout, key).exists():
+        os.replace(stage_dir(layout, key), aside / "data")
+    os.replace(record, aside / "record.json")
+    return aside
+
+
+def manifest(layout: RunLayout) -> list[dict[str, Any]]:
+    """Every finished stage of the run: key, settings, inputs, record and data hash."""
+    return [json.loads(p.read_text()) for p in sorted(layout.root.glob("*/*-*.json"))]

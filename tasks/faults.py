@@ -1,0 +1,25 @@
+"""Fault injection, to exercise failure and resume in tests (never part of a cache key).
+
+``"<stage>:<group>"`` (e.g. ``"rank:round-01"``) makes that stage raise :class:`InjectedFault` when it
+starts; ``"<stage>:<group>:<n>"`` kills the whole process (SIGKILL, as the OOM killer would) once the
+stage has reported ``n`` units of progress.
+"""
+
+from __future__ import annotations
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by ``check_fault``."""
+
+
+def check_fault(fault: str | None, stage: str, group: str) -> None:
+    if fault == f"{stage}:{group}":
+        raise InjectedFault(f"fault injected into {stage} of {group}")
+
+
+def kill_after(fault: str | None, stage: str, group: str) -> int | None:
+    """Progress count after which this process is to be killed, if a kill fault targets the stage."""
+    parts = (fault or "").split(":")
+    if len(parts) == 3 and parts[:2] == [stage, group]:
+        return int(parts[2])
+    return None

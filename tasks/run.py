@@ -1,0 +1,93 @@
+"""The flow's handle on one run: where it lives, its configuration, and how a stage is called.
+
+:class:`PipelineRun` is what the flows pass around (it is a plain, serialisable model, so it can be a
+subflow's parameter). ``stage`` runs a declared stage as the generic Prefect task, named
+``<stage>-<group>`` in the UI, and mirrors its directory to a remote run store; ``sharded`` first
+spreads a stage's shards over the pool's GPU workers when ``runtime.shard_workers`` asks for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger
+from pydantic import BaseModel, ConfigDict
+
+from sail_core.config import SailConfig
+from sail_core.io.remote import RunStore
+from sail_core.run.bookkeeping import stage_dir
+from sail_core.run.layout import Artifact, RunLayout
+from sail_core.run.lineage import ModelRef
+from sail_core.run.records import EvalRecord, Record
+from sail_core.run.runner import prepare
+from sail_core.run.stage import Stage, StageInputs
+from sail_core.stages import EVALUATE, TRAIN, EvaluateInputs, TrainInputs
+from tasks.artifacts import publish_samples
+from tasks.shards import dispatch_shards
+from tasks.stage_task import stage_task
+
+
+class PipelineRun(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_name: str
+    location: str
+    """``<runs_dir>/<run_name>``: a local directory or an fsspec URL (``s3://...``)."""
+    run_dir: str
+    """The local working copy (the location itself when it is local)."""
+    config: SailConfig
+    fault: str | None = None
+    """Fault injection for tests (``tasks.faults``)."""
+
+    @staticmethod
+    def open(config: SailConfig, runs_dir: str, run_name: str, fault: str | None = None) -> PipelineRun:
+        location = f"{runs_dir.rstrip('/')}/{run_name}"
+        store = RunStore(location)
+        store.pull()
+        return PipelineRun(run_name=run_name, location=location, run_dir=str(store.local), config=config, fault=fault)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
+    def store(self) -> RunStore:
+        return RunStore(self.location, local=self.run_dir)
+
+    def stage(self, stage: Stage, inputs: StageInputs, *, config: SailConfig | None = None) -> Record:
+        """Run (or reuse) one stage; ``config`` replaces the run's for a derived use of a stage (e.g.
+        RealAlign's negatives come from the generation stage with its own candidate count)."""
+        config = config or self.config
+        group = stage.group(inputs)
+        state = stage_task.with_options(name=stage.name, task_run_name=f"{stage.name}-{group}")(
+            stage.name, inputs, config, self.run_dir, self.fault, return_state=True)
+        record = state.result()
+        if not state.name == "Cached":
+            out = stage_dir(self.layout, prepare(stage, config, self.layout, inputs).key)
+            self.store.push(out)
+            self.store.push(out.with_suffix(".json"))
+        return record
+
+    def sharded(self, stage: Stage, inputs: StageInputs) -> Record:
+        """A sharded stage (generation, ranking): its shards go to ``runtime.shard_workers`` sail-shard
+        runs first when configured, then the stage's own task finds them done and finishes it."""
+        workers = self.config.runtime.shard_workers
+        if workers > 0 and stage.shard_count is not None:
+            if prepare(stage, self.config, self.layout, inputs).finished() is None:
+                dispatch_shards(self.location, self.config, stage, inputs, workers)
+                self.store.pull()
+        return self.stage(stage, inputs)
+
+    def train(self, round_index: int, pairs: Artifact, init: ModelRef) -> ModelRef:
+        record = self.stage(TRAIN, TrainInputs(round_index=round_index, pairs=pairs, init=init))
+        get_run_logger().info("round %d DPO: %d steps, final %s", round_index, record.steps,
+                              {k: round(v, 4) for k, v in record.final_metrics.items()})
+        return record.model
+
+    def evaluate(self, model: ModelRef, label: str, baseline: EvalRecord | None = None) -> EvalRecord:
+        record = self.stage(EVALUATE, EvaluateInputs(model=model, label=label, baseline=baseline))
+        publish_samples(self.run_name, record, self.run_dir)
+        return record
+
+    def log(self, message: str, *args: Any) -> None:
+        get_run_logger().info(message, *args)
