@@ -218,7 +218,7 @@ def test_non_rgb_modes_are_converted():
 
 
 def test_registry(scorers):
-    assert set(scorer_names()) == {"pickscore", "clipscore", "aesthetic", "imagereward", "hpsv2", "hpsv2.1"}
+    assert set(scorer_names()) == {"pickscore", "clipscore", "aesthetic", "imagereward", "hpsv2", "hpsv2.1", "world"}
     hps21 = build_scorer("HPSv2.1", source="random")
     assert hps21.name == "hpsv2.1" and hps21.metrics == ("hpsv21",)
     assert build_scorer("hps", source="random").metrics == ("hpsv2",)
