@@ -85,6 +85,9 @@ def sail_round(run: PipelineRun, round_index: int, lineage: Lineage, seed: SeedR
     prompts = candidates = pairs = real_candidates = None
     if config.mixup.alpha > 0:
         prompts = run.stage(PROMPTS, PromptsInputs(round_index=round_index, seed=seed, earlier=tuple(earlier)))
+        run.log("round %d: %d prompts from a pool of %d (%d prompts dropped because the seed set has them, "
+                "%d as duplicates)", round_index, prompts.n_prompts, prompts.n_pool, prompts.n_dropped_in_seed,
+                prompts.n_dropped_duplicates)
         candidates = run.sharded(GENERATE, GenerateInputs(prompts=prompts, policy=policy))
         pairs = run.sharded(RANK, RankInputs(prompts=prompts, candidates=candidates, policy=policy,
                                              judge=lineage.judge(config.reward.reference, round_index)))
@@ -140,8 +143,9 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
     seed = None
     if config.seed_data.pairs:  # iteration 0: Diffusion-DPO on the human seed pairs, from the base
         seed = run.stage(SEED, SEED.inputs())
-        run.log("seed set: %d pairs (%d ties dropped), %d prompts left for the rounds",
-                seed.n_pairs, seed.n_ties, seed.n_pool)
+        run.log("seed set: %d pairs (%d ties and %d unlabelled rows dropped), %d prompts left for the rounds "
+                "(%d captions dropped because the seed set has their prompt, %d as duplicates)", seed.n_pairs,
+                seed.n_ties, seed.n_unlabelled, seed.n_pool, seed.n_pool_in_seed, seed.n_pool_duplicates)
         lineage = lineage.then(run.train(0, seed.pairs, init=lineage.base))
         evaluations.append(run.evaluate(lineage.latest, "round-00", baseline))
         evaluated.append(lineage.latest)

@@ -138,6 +138,12 @@ class TrainConfig(_Strict):
     """Optimizer steps; None = one pass (epoch) over the round's pairs."""
     epochs: float = Field(1.0, gt=0)
     max_grad_norm: float | None = 1.0
+    divergence_loss_spike: float | None = Field(10.0, gt=1)
+    """Stop when a step's loss exceeds this × its running median (at least ln 2); None: only non-finite."""
+    divergence_grad_spike: float | None = Field(100.0, gt=1)
+    """Stop when a step's gradient norm (before clipping) exceeds this × its running median."""
+    divergence_weight_growth: float | None = Field(10.0, gt=1)
+    """Stop when the trainable weights' norm exceeds this × its value at the start of training."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     checkpoint_every: int = Field(100, gt=0)
