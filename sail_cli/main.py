@@ -27,7 +27,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set)
     # what can be checked without Prefect is, so that a wrong input or a run in use fails in one line at once
     resolve_config(args.preset, args.config, args.rounds, overrides)
-    with hold_run(args.runs_dir, args.run_name), prefect_api():
+    with hold_run(args.runs_dir, args.run_name) as took_over, prefect_api():
+        if took_over:
+            print(f"sail run: took over the lock of {took_over}, whose process no longer holds it", file=sys.stderr)
         if not args.debug:
             from sail_cli.console import quiet_tracebacks
 

@@ -297,13 +297,18 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 class RuntimeConfig(_Strict):
-    """Where and how stages run. Only ``train_processes`` can change results (it changes the noise
-    each process draws), so it is the only runtime setting in a cache key."""
+    """Where and how stages run. Only ``train_processes`` can change results by design (it changes the
+    noise each process draws), so it is the only runtime setting in a cache key. ``threads`` and the
+    device change only the last bits of floating-point sums (see README, reproducibility)."""
 
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
     train_processes: int = Field(1, gt=0)
     """> 1: Diffusion-DPO runs under ``accelerate launch`` over this many GPUs of the machine."""
+    threads: int | None = Field(None, gt=0)
+    """CPU threads of PyTorch's intra-op pool (None: PyTorch's default, one per core). A run is bit-for-bit
+    reproducible for a given seed and thread count on the same kind of machine: the thread count sets how
+    sums are split, hence their last bits."""
     shard_workers: int = Field(0, ge=0)
     """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
 

@@ -33,11 +33,13 @@ FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-eval-round-01")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    """The environment of a ``sail`` command run against the tests' Prefect server, with this process's threads."""
-    from prefect.settings import PREFECT_API_URL
+    """The environment of a ``sail`` command run against the tests' Prefect server (and home), with this
+    process's threads."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings
 
     return {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
-            "OMP_NUM_THREADS": str(torch.get_num_threads()), **extra}
+            "PREFECT_HOME": str(get_current_settings().home), "OMP_NUM_THREADS": str(torch.get_num_threads()),
+            **extra}
 
 
 def _sail_run(runs_dir: Path, name: str, *args: str, overrides: dict = TINY_WORLD, cwd: Path = ROOT,
