@@ -3,6 +3,8 @@
 # process's own session with its output in a file: `prefect server start --background` has been seen
 # to die on a full stdout pipe (prefect PR #22588).
 set -euo pipefail
+# no usage data leaves the machine: the server's telemetry is off unless the caller turns it on
+export PREFECT_SERVER_ANALYTICS_ENABLED="${PREFECT_SERVER_ANALYTICS_ENABLED:-false}"
 mkdir -p logs
 nohup prefect server start --host "${SAIL_SERVER_HOST:-127.0.0.1}" --port "${SAIL_SERVER_PORT:-4200}" \
   > logs/prefect-server.log 2>&1 &

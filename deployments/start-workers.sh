@@ -6,6 +6,7 @@
 set -euo pipefail
 POOL="${SAIL_POOL:-sail-gpu}"
 GPUS="${1:-$(nvidia-smi -L 2>/dev/null | wc -l || echo 0)}"
+export DO_NOT_TRACK="${DO_NOT_TRACK:-1}"  # the Prefect client's usage data stays here too
 mkdir -p logs
 nohup prefect worker start --pool "$POOL" --work-queue control --name control --limit 4 \
   > logs/worker-control.log 2>&1 &

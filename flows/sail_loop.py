@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, tags
 from pydantic import BaseModel
 
 from sail_core.config import SailConfig, load_config
@@ -51,8 +51,8 @@ from sail_core.stages import (
     RankInputs,
     real_generation_config,
 )
-from tasks.artifacts import publish_metrics
-from tasks.run import PipelineRun
+from tasks.artifacts import publish_metrics, publish_samples
+from tasks.run import PipelineRun, hold_run, tag_flow_run
 
 
 def resolve_config(preset: str, config_file: str | None, rounds: int | None,
@@ -73,7 +73,8 @@ class RoundResult(BaseModel):
     evaluation: EvalRecord
 
 
-@flow(name="sail-round", flow_run_name="round-{round_index}")
+@flow(name="sail-round", flow_run_name="{run.run_name}-round-{round_index:02d}", persist_result=False,
+      result_serializer="json")
 def sail_round(run: PipelineRun, round_index: int, lineage: Lineage, seed: SeedRecord | None, real: RealRecord | None,
                earlier: list[PromptsRecord], baseline: EvalRecord) -> RoundResult:
     """One round i: generate N candidates per new prompt with ε^i, rank them with the implicit reward
@@ -84,6 +85,9 @@ def sail_round(run: PipelineRun, round_index: int, lineage: Lineage, seed: SeedR
     prompts = candidates = pairs = real_candidates = None
     if config.mixup.alpha > 0:
         prompts = run.stage(PROMPTS, PromptsInputs(round_index=round_index, seed=seed, earlier=tuple(earlier)))
+        run.log("round %d: %d prompts from a pool of %d (%d prompts dropped because the seed set has them, "
+                "%d as duplicates)", round_index, prompts.n_prompts, prompts.n_pool, prompts.n_dropped_in_seed,
+                prompts.n_dropped_duplicates)
         candidates = run.sharded(GENERATE, GenerateInputs(prompts=prompts, policy=policy))
         pairs = run.sharded(RANK, RankInputs(prompts=prompts, candidates=candidates, policy=policy,
                                              judge=lineage.judge(config.reward.reference, round_index)))
@@ -100,7 +104,9 @@ def sail_round(run: PipelineRun, round_index: int, lineage: Lineage, seed: SeedR
                        mixed=mixed, model=model, evaluation=evaluation)
 
 
-@flow(name="sail-loop", log_prints=True)
+# Nothing of a run is pickled: results are not persisted (the run directory is the cache), and the exception of
+# a failed run, which Prefect always writes to its result storage, is written as JSON (type and message).
+@flow(name="sail-loop", flow_run_name="{run_name}", log_prints=True, persist_result=False, result_serializer="json")
 def sail_loop(
     preset: str = "world",
     config_file: str | None = None,
@@ -114,22 +120,37 @@ def sail_loop(
     """Run SAIL. ``overrides`` maps dotted config fields to values (``{"reward.k_draws": 4}``);
     ``runs_dir`` may be an fsspec URL; ``report_dir`` (inside the run) receives the metrics table,
     plot and sample grid, so several variants can share one run directory (and its cached stages);
-    ``fault`` injects a failure for tests (``tasks.faults``)."""
+    ``fault`` injects a failure for tests (``tasks.faults``). The run directory is locked while the flow
+    works in it (``sail_core.run.lock``)."""
     config = resolve_config(preset, config_file, rounds, overrides)
-    run = PipelineRun.open(config, runs_dir, run_name, fault)
-    run.log("run %s in %s (%s preset, %d rounds)", run_name, run.location, config.preset, config.rounds)
+    with hold_run(runs_dir, run_name) as took_over, tags(*tag_flow_run(run_name)):
+        run = PipelineRun.open(config, runs_dir, run_name, fault)
+        if took_over:
+            run.log("took over the lock of %s, whose process no longer holds it", took_over)
+        return _sail(run, report_dir)
+
+
+def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
+    """Algorithm 1: iteration 0 on the human seed, then the rounds; the metrics table after every evaluation."""
+    config = run.config
+    run.log("run %s in %s (%s preset, %d rounds)", run.run_name, run.location, config.preset, config.rounds)
 
     lineage = Lineage.start(base_model(config))
     baseline = run.evaluate(lineage.base, "base")
     evaluations, evaluated = [baseline], [lineage.base]
+    publish_samples(run.run_name, baseline, run.run_dir)
+    publish_metrics(run.run_name, evaluations)
     seed = None
     if config.seed_data.pairs:  # iteration 0: Diffusion-DPO on the human seed pairs, from the base
         seed = run.stage(SEED, SEED.inputs())
-        run.log("seed set: %d pairs (%d ties dropped), %d prompts left for the rounds",
-                seed.n_pairs, seed.n_ties, seed.n_pool)
+        run.log("seed set: %d pairs (%d ties and %d unlabelled rows dropped), %d prompts left for the rounds "
+                "(%d captions dropped because the seed set has their prompt, %d as duplicates)", seed.n_pairs,
+                seed.n_ties, seed.n_unlabelled, seed.n_pool, seed.n_pool_in_seed, seed.n_pool_duplicates)
         lineage = lineage.then(run.train(0, seed.pairs, init=lineage.base))
         evaluations.append(run.evaluate(lineage.latest, "round-00", baseline))
         evaluated.append(lineage.latest)
+        publish_samples(run.run_name, evaluations[-1], run.run_dir)
+        publish_metrics(run.run_name, evaluations)
     else:  # no human seed (e.g. pure RealAlign): the rounds start from the pretrained model
         lineage = lineage.then(lineage.base)
     real = run.stage(REAL, REAL.inputs()) if config.mixup.real_generated or config.mixup.real_perturbed else None
@@ -141,8 +162,8 @@ def sail_loop(
         lineage = lineage.then(result.model)
         evaluations.append(result.evaluation)
         evaluated.append(result.model)
+        publish_samples(run.run_name, result.evaluation, run.run_dir)  # in the parent run, beside the others
         publish_metrics(run.run_name, evaluations)
-    publish_metrics(run.run_name, evaluations)
     report = write_run_report(run.layout, report_dir, evaluations, evaluated, config)
     run.store.push(report)
     run.store.push(run.layout.root / "manifest.json")

@@ -16,6 +16,7 @@ from sail_core.io.remote import RunStore
 from sail_core.run.layout import RunLayout
 from sail_core.run.runner import prepare
 from sail_core.stages import STAGES
+from tasks.artifact_keys import progress_key
 from tasks.progress import StageProgress
 
 
@@ -29,7 +30,9 @@ def sail_shard(location: str, config: dict[str, Any], stage: str, group: str, in
                        declared.inputs.model_validate(inputs))
     if prepared.key.group != group:
         raise ValueError(f"inputs are for {prepared.key.group}, not {group}")
-    with StageProgress(f"progress-{stage}-{group}-{label}", f"{stage} {group} {label}") as progress:
+    run_name = location.rstrip("/").rsplit("/", 1)[-1]
+    key = progress_key(run_name, stage, group, label)
+    with StageProgress(key, f"{stage} {group} {label} of {run_name}") as progress:
         prepared.execute(progress, shards=shards)
     store.push(prepared.out_dir)
     get_run_logger().info("%s %s: shards %s done", stage, group, shards)

@@ -23,7 +23,7 @@ from typing import Any
 from sail_core.config import SailConfig, load_config
 from sail_core.errors import InputError
 from sail_core.models.checkpoint import UnetCheckpoint
-from sail_core.run.keys import StageKey, file_fingerprint
+from sail_core.run.keys import StageKey, path_fingerprint
 from sail_core.run.layout import RunLayout
 from sail_core.run.lineage import ModelRef, base_model
 from sail_core.run.records import EvalRecord
@@ -225,8 +225,7 @@ def run_models(run: Path) -> list[EvalModel]:
 
 
 def _folder_identity(folder: Path) -> str:
-    prints = [file_fingerprint(str(p)) for p in sorted(folder.rglob("*")) if p.is_file()]
-    return "unet:" + hashlib.sha256("\n".join(prints).encode()).hexdigest()[:32]
+    return "unet:" + hashlib.sha256(path_fingerprint(folder).encode()).hexdigest()[:32]
 
 
 def explicit_model(text: str) -> EvalModel:

@@ -1,4 +1,8 @@
-"""``sail``: the command-line entry point."""
+"""``sail``: the command-line entry point.
+
+A failing command prints one line (what, where, how to fix) and exits with 1; ``--debug`` shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,22 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.sail_loop import sail_loop
+    from flows.sail_loop import resolve_config, sail_loop
+    from sail_cli.local_server import prefect_api
+    from tasks.run import hold_run
 
-    result = sail_loop(preset=args.preset, config_file=args.config, run_name=args.run_name, rounds=args.rounds,
-                       overrides=_overrides(args.set), runs_dir=args.runs_dir, fault=args.fault)
+    overrides = _overrides(args.set)
+    # what can be checked without Prefect is, so that a wrong input or a run in use fails in one line at once
+    resolve_config(args.preset, args.config, args.rounds, overrides)
+    with hold_run(args.runs_dir, args.run_name) as took_over, prefect_api():
+        if took_over:
+            print(f"sail run: took over the lock of {took_over}, whose process no longer holds it", file=sys.stderr)
+        if not args.debug:
+            from sail_cli.console import quiet_tracebacks
+
+            quiet_tracebacks()
+        result = sail_loop(preset=args.preset, config_file=args.config, run_name=args.run_name, rounds=args.rounds,
+                           overrides=overrides, runs_dir=args.runs_dir, fault=args.fault)
     print(f"\nrun directory: {result['run_dir']}\nreport:        {result['report']}")
     return 0
 
@@ -83,7 +99,9 @@ def cmd_world_real_images(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sail", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sail", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_args(p: argparse.ArgumentParser) -> None:
@@ -139,13 +157,33 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--out", help="Parquet file (default: the shipped data/real.parquet)")
     real.add_argument("--overwrite", action="store_true")
     real.set_defaults(func=cmd_world_real_images)
+    _accept_debug(sub)
     return parser
+
+
+def _accept_debug(sub: argparse._SubParsersAction) -> None:
+    """``--debug`` after the command too (``sail run --debug``), at every level of subcommands."""
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in command._subparsers._group_actions if command._subparsers else ():
+            _accept_debug(action)
 
 
 def main(argv: list[str] | None = None) -> int:
     apply_defaults()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"sail {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every error ends as one line unless --debug asks for more
+        if args.debug:
+            raise
+        from sail_cli.console import error_line
+
+        print(error_line(args.command, exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sail_core.errors import InputError
 
@@ -22,7 +24,8 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan pass ``gt=0`` bounds (``learning_rate=inf``); no setting of a run means either
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LoraSettings(_Strict):
@@ -135,6 +138,12 @@ class TrainConfig(_Strict):
     """Optimizer steps; None = one pass (epoch) over the round's pairs."""
     epochs: float = Field(1.0, gt=0)
     max_grad_norm: float | None = 1.0
+    divergence_loss_spike: float | None = Field(10.0, gt=1)
+    """Stop when a step's loss exceeds this × its running median (at least ln 2); None: only non-finite."""
+    divergence_grad_spike: float | None = Field(100.0, gt=1)
+    """Stop when a step's gradient norm (before clipping) exceeds this × its running median."""
+    divergence_weight_growth: float | None = Field(10.0, gt=1)
+    """Stop when the trainable weights' norm exceeds this × its value at the start of training."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     checkpoint_every: int = Field(100, gt=0)
@@ -178,7 +187,8 @@ class EvalConfig(_Strict):
     """Prompt sets: ``<kind>:<path>`` with a kind of ``sail_core.data.prompt_sets.LOADERS``
     (``pickapic_v2_validation_unique``, ``partiprompts``, ``hpsv2_benchmark``, ``text``) or a path whose
     format is inferred; ``world`` = the embedded world's held-out prompts."""
-    max_prompts: int | None = None
+    max_prompts: int | None = Field(None, gt=0)
+    """At most this many prompts, taken evenly across categories (None = all)."""
     seeds_per_prompt: int = Field(1, gt=0)
     seed: int = 0
     sampler: SamplerConfig = SamplerConfig()
@@ -283,16 +293,31 @@ class RealAnchorConfig(_Strict):
         return self
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
 class RuntimeConfig(_Strict):
-    """Where and how stages run. Only ``train_processes`` can change results (it changes the noise
-    each process draws), so it is the only runtime setting in a cache key."""
+    """Where and how stages run. Only ``train_processes`` can change results by design (it changes the
+    noise each process draws), so it is the only runtime setting in a cache key. ``threads`` and the
+    device change only the last bits of floating-point sums (see README, reproducibility)."""
 
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
     train_processes: int = Field(1, gt=0)
     """> 1: Diffusion-DPO runs under ``accelerate launch`` over this many GPUs of the machine."""
+    threads: int | None = Field(None, gt=0)
+    """CPU threads of PyTorch's intra-op pool (None: PyTorch's default, one per core). A run is bit-for-bit
+    reproducible for a given seed and thread count on the same kind of machine: the thread count sets how
+    sums are split, hence their last bits."""
     shard_workers: int = Field(0, ge=0)
     """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+        return value
 
 
 class SailConfig(_Strict):
@@ -368,7 +393,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         if part not in node and model is not None:
             node[part] = {}  # a section the file leaves at its defaults (e.g. ``real`` in the presets)
         if not isinstance(node.get(part), dict):
-            raise InputError("no such config section", parameter=dotted)
+            raise InputError("no such config section (`sail config` prints every field)", parameter=dotted)
         node = node[part]
     node[parts[-1]] = value
 
@@ -378,7 +403,16 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise InputError("an override must look like section.field=value", parameter=text)
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InputError(f"the value {raw!r} is not valid YAML ({_yaml_problem(exc)})", parameter=key.strip()) from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def available_presets() -> list[str]:
@@ -392,11 +426,32 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _parse_config_file(path: Path) -> dict[str, Any]:
+    """The mapping a config file holds; anything else is an :class:`InputError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "save it as UTF-8", file=path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", file=path) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {_yaml_problem(exc)}", file=path) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"must be a mapping of config sections (model:, generate:, ...), "
+                         f"found a {type(data).__name__}", file=path)
+    return data
+
+
 def _read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config; ``extends: <preset or file>`` starts from that config and overrides it."""
     if path in seen:
         raise InputError("config files extend each other in a cycle", file=path)
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _parse_config_file(path)
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -432,5 +487,25 @@ def load_config(
         _set_dotted(data, key, value)
     try:
         return SailConfig.model_validate(data)
-    except ValueError as exc:
-        raise InputError(f"invalid configuration: {exc}", file=path) from exc
+    except ValidationError as exc:
+        raise _config_error(exc, path, dict(pairs)) from exc
+
+
+def _config_error(exc: ValidationError, path: Path, overrides: Mapping[str, Any]) -> InputError:
+    """The first invalid field as ``parameter 'a.b'``, and whether an override or the file set it."""
+    errors = exc.errors()
+    error = errors[0]
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "no such config field (`sail config` prints every field)"
+    elif not isinstance(error.get("input"), dict) and repr(error.get("input")) not in message:
+        message += f" (got {error.get('input')!r})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    # a field's error names its key; a check across fields (loc of the section) names the fields in its message
+    set_by = next((k for k in overrides if key and (key == k or key.startswith(k + ".") or k.startswith(key + "."))
+                   or k in message), None)
+    if set_by is not None:
+        return InputError(f"{message}{more}; set by the override {set_by}={overrides[set_by]!r}",
+                          parameter=key or set_by)
+    return InputError(message + more, file=path, parameter=key or None)

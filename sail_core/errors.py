@@ -45,5 +45,9 @@ class ArtifactExistsError(SailError, FileExistsError):
     """Refusing to overwrite a finished artifact (delete it explicitly to recompute it)."""
 
 
-class NonFiniteLossError(SailError, FloatingPointError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is kept on disk."""
+class TrainingDivergedError(SailError, FloatingPointError):
+    """Training diverged (``sail_core.training.divergence``); the newest trusted checkpoint is kept."""
+
+
+class NonFiniteLossError(TrainingDivergedError):
+    """Training produced a NaN or infinite loss; the newest trusted checkpoint is kept on disk."""

@@ -13,13 +13,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sail_core.evaluation.report import ModelEvaluation, metrics_table, to_markdown, win_rate_table
 from sail_core.evaluation.run_report import iteration_rows, metric_names
 from sail_core.run.records import EvalRecord
+from tasks.artifact_keys import run_key, slug
 
 MAX_GRID_SIDE = 768
 """Grids are embedded in the artifact as data URIs: larger ones are shrunk to keep the API payload small."""
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
 def _data_uri(path: Path) -> str:
@@ -34,15 +31,17 @@ def _data_uri(path: Path) -> str:
 def publish_metrics(run_name: str, records: Sequence[EvalRecord], prompt_set: str = "eval") -> None:
     """The metrics of every iteration so far: a table artifact (every number) and the paper-layout
     table of ``sail evaluate`` (mean ± 95% CI per metric, per-category columns, win rates)."""
-    rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
-            for row in iteration_rows(records)]
-    create_table_artifact(key=f"sail-metrics-{_slug(run_name)}", table=rows,
+    rows = iteration_rows(records)
+    # the UI takes a table's columns from its first row, and the base has no win rates: every row gets every column
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    rows = [{k: (round(row[k], 5) if isinstance(row.get(k), float) else row.get(k)) for k in columns} for row in rows]
+    create_table_artifact(key=f"sail-metrics-{run_key(run_name)}", table=rows,
                           description=f"SAIL metrics per iteration for run {run_name}")
     evaluations = [ModelEvaluation(r.label, prompt_set, r) for r in records]
     markdown = to_markdown(metrics_table(evaluations))
     if len(records) > 1:
         markdown += "\n\n" + to_markdown(win_rate_table(evaluations, records[0].label))
-    create_markdown_artifact(key=f"sail-report-{_slug(run_name)}", markdown=markdown,
+    create_markdown_artifact(key=f"sail-report-{run_key(run_name)}", markdown=markdown,
                              description=f"SAIL results table for run {run_name}")
 
 
@@ -57,5 +56,5 @@ def publish_samples(run_name: str, record: EvalRecord, run_dir: str | Path) -> N
         path = Path(run_dir) / record.grid.path
         lines += ["", f"Samples (rows: prompts, columns: seeds) from `{record.grid.path}`:", "",
                   f"![{record.label}]({_data_uri(path)})"]
-    create_markdown_artifact(key=f"sail-samples-{_slug(run_name)}-{_slug(record.label)}", markdown="\n".join(lines),
+    create_markdown_artifact(key=f"sail-samples-{run_key(run_name)}-{slug(record.label)}", markdown="\n".join(lines),
                              description=f"Evaluation samples of {record.label}")

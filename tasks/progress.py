@@ -19,6 +19,7 @@ class StageProgress:
         self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
         self.bar = tqdm(desc=description, unit="it", file=sys.stderr, dynamic_ncols=True, disable=None)
         self.last = 0.0
+        self.reported = 0.0
         self.kill_after = kill_after
 
     def __call__(self, done: int, total: int, metrics: dict[str, float] | None = None) -> None:
@@ -35,7 +36,11 @@ class StageProgress:
         now = time.monotonic()
         if done >= total or now - self.last >= MIN_INTERVAL_S:
             self.last = now
-            update_progress_artifact(artifact_id=self.artifact_id, progress=100.0 * done / max(1, total))
+            self._report(100.0 * done / max(1, total))
+
+    def _report(self, percent: float) -> None:
+        self.reported = percent
+        update_progress_artifact(artifact_id=self.artifact_id, progress=percent)
 
     def close(self) -> None:
         self.bar.close()
@@ -43,5 +48,8 @@ class StageProgress:
     def __enter__(self) -> StageProgress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # a stage that counts its work coarsely (or not at all, like the mix) still ends at 100%
+        if exc_type is None and self.reported < 100.0:
+            self._report(100.0)
         self.close()

@@ -8,23 +8,49 @@ spreads a stage's shards over the pool's GPU workers when ``runtime.shard_worker
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from prefect import get_run_logger
+from prefect import get_client, get_run_logger
+from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from sail_core.config import SailConfig
 from sail_core.io.remote import RunStore
 from sail_core.run.bookkeeping import stage_dir
-from sail_core.run.layout import Artifact, RunLayout
+from sail_core.run.layout import Artifact, RunLayout, check_run_name
 from sail_core.run.lineage import ModelRef
+from sail_core.run.lock import run_lock
 from sail_core.run.records import EvalRecord, Record
 from sail_core.run.runner import prepare
 from sail_core.run.stage import Stage, StageInputs
 from sail_core.stages import EVALUATE, TRAIN, EvaluateInputs, TrainInputs
-from tasks.artifacts import publish_samples
 from tasks.shards import dispatch_shards
 from tasks.stage_task import stage_task
+
+
+def run_location(runs_dir: str, run_name: str) -> str:
+    """``<runs_dir>/<run_name>``, for a valid run name only (one path component: it cannot escape ``runs_dir``)."""
+    return f"{runs_dir.rstrip('/')}/{check_run_name(run_name)}"
+
+
+@contextlib.contextmanager
+def hold_run(runs_dir: str, run_name: str) -> Iterator[str | None]:
+    """Lock the run's (local working) directory for this process; yields the holder line of a lock taken
+    over from a dead process, if any."""
+    with run_lock(RunStore(run_location(runs_dir, run_name)).local) as took_over:
+        yield took_over
+
+
+def tag_flow_run(run_name: str) -> list[str]:
+    """Add ``sail`` and ``run:<name>`` to the current flow run's tags and return all of its tags, so the
+    subflows and tasks started under them carry the same ones (search the UI by either)."""
+    wanted = list(dict.fromkeys([*flow_run.get_tags(), "sail", f"run:{run_name}"]))
+    if flow_run.get_id() is not None and set(wanted) != set(flow_run.get_tags()):
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.get_id(), tags=wanted)
+    return wanted
 
 
 class PipelineRun(BaseModel):
@@ -41,7 +67,7 @@ class PipelineRun(BaseModel):
 
     @staticmethod
     def open(config: SailConfig, runs_dir: str, run_name: str, fault: str | None = None) -> PipelineRun:
-        location = f"{runs_dir.rstrip('/')}/{run_name}"
+        location = run_location(runs_dir, run_name)
         store = RunStore(location)
         store.pull()
         return PipelineRun(run_name=run_name, location=location, run_dir=str(store.local), config=config, fault=fault)
@@ -60,7 +86,7 @@ class PipelineRun(BaseModel):
         config = config or self.config
         group = stage.group(inputs)
         state = stage_task.with_options(name=stage.name, task_run_name=f"{stage.name}-{group}")(
-            stage.name, inputs, config, self.run_dir, self.fault, return_state=True)
+            stage.name, inputs, config, self.run_dir, self.fault, self.run_name, return_state=True)
         record = state.result()
         if not state.name == "Cached":
             out = stage_dir(self.layout, prepare(stage, config, self.layout, inputs).key)
@@ -85,9 +111,7 @@ class PipelineRun(BaseModel):
         return record.model
 
     def evaluate(self, model: ModelRef, label: str, baseline: EvalRecord | None = None) -> EvalRecord:
-        record = self.stage(EVALUATE, EvaluateInputs(model=model, label=label, baseline=baseline))
-        publish_samples(self.run_name, record, self.run_dir)
-        return record
+        return self.stage(EVALUATE, EvaluateInputs(model=model, label=label, baseline=baseline))
 
     def log(self, message: str, *args: Any) -> None:
         get_run_logger().info(message, *args)

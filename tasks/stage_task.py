@@ -21,6 +21,7 @@ from sail_core.run.records import Record
 from sail_core.run.runner import prepare
 from sail_core.run.stage import StageInputs
 from sail_core.stages import STAGES
+from tasks.artifact_keys import progress_key
 from tasks.faults import InjectedFault, check_fault, kill_after
 from tasks.progress import StageProgress
 
@@ -39,7 +40,7 @@ def _retry_unless_deterministic(task_: Task, task_run: TaskRun, state: State) ->
 @task(name="stage", persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=_retry_unless_deterministic)
 def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str,
-               fault: str | None = None) -> Record | State:
+               fault: str | None = None, run_name: str = "") -> Record | State:
     """Run ``STAGES[stage]`` on ``inputs`` in the run directory, or return its finished record as ``Cached``."""
     layout = RunLayout(run_dir)
     prepared = prepare(STAGES[stage], config, layout, inputs)
@@ -51,5 +52,6 @@ def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str
     if record is not None:
         return Completed(data=record, name="Cached", message=f"finished earlier: {layout.rel(prepared.out_dir)}")
     check_fault(fault, stage, group)
-    with StageProgress(f"progress-{stage}-{group}", f"{stage} {group}", kill_after(fault, stage, group)) as progress:
+    with StageProgress(progress_key(run_name, stage, group), f"{stage} {group} of {run_name or run_dir}",
+                       kill_after(fault, stage, group)) as progress:
         return prepared.execute(progress)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from sail_core.data.prompts import normalize_prompt
 from sail_core.errors import InputError
 from sail_core.io.paths import local_path
-from sail_core.io.tables import read_table
+from sail_core.io.tables import read_schema, read_table
 from sail_core.seeding import derive_seed
 
 REQUIRED_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
@@ -54,6 +54,10 @@ class SeedSplit:
     n_rows: int
     n_ties: int
     n_unlabelled: int
+    n_pool_in_seed: int = 0
+    """Rows left out of the pool because their prompt is a seed pair's (other than the seed rows themselves)."""
+    n_pool_duplicates: int = 0
+    """Rows left out of the pool because their prompt was already in it."""
 
 
 def expand_files(patterns: Sequence[str]) -> list[Path]:
@@ -88,7 +92,7 @@ def scan_labels(files: Sequence[Path]) -> tuple[list[LabelledPair], list[tuple[s
     every: list[tuple[str, int, str]] = []
     ties = unlabelled = 0
     for file in files:
-        schema_names = pq.read_schema(file).names
+        schema_names = read_schema(file).names
         columns = list(LABEL_COLUMNS) + (["has_label"] if "has_label" in schema_names else [])
         table = read_table(file, columns=columns, required=REQUIRED_COLUMNS).to_pydict()
         has_label = table.get("has_label", [True] * len(table["caption"]))
@@ -120,13 +124,18 @@ def split_seed(files: Sequence[Path], seed_size: int, seed: int) -> SeedSplit:
     chosen_keys = {(p.file, p.row) for p in chosen}
     pool: list[str] = []
     seen: set[str] = set()
+    in_seed = duplicates = 0
     for file, row, caption in every:
         key = normalize_prompt(caption)
-        if (file, row) in chosen_keys or key in seed_prompts or key in seen:
+        if (file, row) in chosen_keys:
+            continue
+        if key in seed_prompts or key in seen:
+            in_seed += key in seed_prompts
+            duplicates += key not in seed_prompts
             continue
         seen.add(key)
         pool.append(caption)
-    return SeedSplit(chosen, pool, len(every), ties, unlabelled)
+    return SeedSplit(chosen, pool, len(every), ties, unlabelled, in_seed, duplicates)
 
 
 def read_pair_images(pairs: Sequence[LabelledPair]) -> Iterator[tuple[LabelledPair, bytes, bytes]]:

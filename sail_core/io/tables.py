@@ -40,16 +40,29 @@ def read_table(
 ) -> pa.Table:
     """Read a Parquet file; a missing file or required column raises :class:`InputError`."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", file=path)
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"not a readable Parquet file ({exc})", file=path) from exc
+    schema = read_schema(path)
     for name in required:
         if name not in schema.names:
             raise InputError(f"missing column (found: {', '.join(schema.names)})", file=path, column=name)
-    return pq.read_table(path, columns=list(columns) if columns is not None else None)
+    try:
+        return pq.read_table(path, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({_first_line(exc)})", file=path) from exc
+
+
+def read_schema(path: str | Path) -> pa.Schema:
+    """A Parquet file's schema; a missing, unreadable or non-Parquet file raises :class:`InputError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", file=path)
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({_first_line(exc)})", file=path) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def table_metadata(path: str | Path) -> dict[str, str]:

@@ -9,12 +9,25 @@ what it left there (generation shards, training step checkpoints).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from sail_core.errors import InputError
 from sail_core.io.atomic import sha256_tree
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RUN_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one path component inside the runs directory: ``../x``, ``a/b`` or ``/abs`` would
+    put the run (and everything it writes) somewhere else."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise InputError(f"{name!r} is not a run name: use {RUN_NAME_RULE}", parameter="run_name")
+    return name
 
 
 class Artifact(BaseModel):

@@ -25,6 +25,10 @@ class SeedRecord(Record):
     n_ties: int
     n_unlabelled: int
     n_pool: int
+    n_pool_in_seed: int = 0
+    """Captions left out of the rounds' pool because their prompt is in the seed set."""
+    n_pool_duplicates: int = 0
+    """Captions left out of the rounds' pool as repeats of a prompt already in it."""
 
 
 class PromptsRecord(Record):
@@ -32,6 +36,12 @@ class PromptsRecord(Record):
     prompts: Artifact
     conds: Artifact
     n_prompts: int
+    n_pool: int = 0
+    """Distinct prompts of the pool the rounds draw from."""
+    n_dropped_in_seed: int = 0
+    """Prompts of ``prompts.files`` left out because the seed set has them."""
+    n_dropped_duplicates: int = 0
+    """Prompts of the pool left out as repeats (case and whitespace aside)."""
 
 
 class CandidatesRecord(Record):

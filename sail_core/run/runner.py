@@ -20,7 +20,7 @@ from sail_core.run.code_identity import code_digest
 from sail_core.run.keys import StageKey, input_fingerprints
 from sail_core.run.layout import RunLayout
 from sail_core.run.records import Record
-from sail_core.run.stage import Progress, Stage, StageContext, StageInputs, no_progress
+from sail_core.run.stage import Progress, Stage, StageContext, StageInputs, no_progress, use_threads
 
 R = TypeVar("R", bound=Record)
 
@@ -58,6 +58,7 @@ class PreparedStage(Generic[R]):
         With ``shards``, compute only those shards and record nothing: the stage finishes when a call
         without ``shards`` finds every shard done."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        use_threads(self.config.runtime.threads)
         ctx = StageContext(self.config, self.layout, self.out_dir, progress, shards)
         record = self.stage.run(ctx, self.inputs)
         if shards is not None:

@@ -11,6 +11,7 @@ through it. The stages themselves are declared in :mod:`sail_core.stages`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,6 +49,14 @@ class Progress(Protocol):
 
 def no_progress(done: int, total: int, metrics: dict[str, float] | None = None) -> None:
     return None
+
+
+def use_threads(threads: int | None) -> None:
+    """Pin PyTorch's CPU threads (and those of processes started from here, e.g. multi-process training)."""
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 def resolve_device(wanted: str) -> torch.device:

@@ -27,7 +27,14 @@ from PIL import Image
 from sail_core.config import RealAnchorConfig, SailConfig
 from sail_core.data.pairs import SOURCE_REAL_GENERATED, SOURCE_REAL_PERTURBED, pair_table, read_pairs
 from sail_core.data.perturb import apply_perturbation
-from sail_core.data.real_images import RealItem, list_real_items, read_image_bytes, select_items, source_files
+from sail_core.data.real_images import (
+    RealItem,
+    expand_sources,
+    list_real_items,
+    read_image_bytes,
+    select_items,
+    source_files,
+)
 from sail_core.errors import InputError
 from sail_core.images import decode_image, pil_to_tensor, resize_center_crop
 from sail_core.io.tables import read_table, write_table
@@ -65,6 +72,16 @@ def real_items(config: SailConfig) -> list[RealItem]:
     return select_items(items, cfg.max_images, cfg.seed)
 
 
+def source_name(file: str, roots: Sequence[Path]) -> str:
+    """Where an image came from, without an absolute path (a run directory holds none, so it can move):
+    its path inside the source folder it was found in, or its source file's name."""
+    path = Path(file)
+    for root in roots:
+        if root.is_dir() and path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.name
+
+
 def real_prompt_id(index: int) -> str:
     return f"real-{index:06d}"
 
@@ -96,6 +113,7 @@ def perturbation_seed(cfg: RealAnchorConfig, key: str, perturbation: int) -> int
 def _encode_shard(config: SailConfig, bundle: ModelBundle, layout: RunLayout, out_dir: Path, shard: int,
                   items: Sequence[RealItem], first_index: int, conds_file: Path) -> pa.Table:
     cfg = config.real
+    roots = expand_sources(cfg.sources)
     latent_file = out_dir / f"latents-{shard:05d}.safetensors"
     latents: list[torch.Tensor] = []
     images: list[Image.Image] = []  # decoded but not yet encoded: at most one batch is held
@@ -113,7 +131,7 @@ def _encode_shard(config: SailConfig, bundle: ModelBundle, layout: RunLayout, ou
                          bundle.config.resolution, cfg, item)
         common = {"prompt_id": real_prompt_id(index), "prompt": item.caption, "latent_file": layout.rel(latent_file),
                   "cond_file": layout.rel(conds_file), "cond_row": index, "key": item.key,
-                  "source_file": item.file, "source_row": item.row}
+                  "source_file": source_name(item.file, roots), "source_row": item.row}
         rows.append({**common, "role": "real", "latent_row": len(rows)})
         add(real)
         for choice in chosen_perturbations(cfg, item.key):

@@ -87,7 +87,7 @@ def prepare_seed(ctx: StageContext, inputs: NoInputs) -> SeedRecord:
     return SeedRecord(
         pairs=Artifact.of(layout.root, pairs_file), pool=Artifact.of(layout.root, pool_file),
         n_pairs=len(split.seed), n_rows=split.n_rows, n_ties=split.n_ties, n_unlabelled=split.n_unlabelled,
-        n_pool=len(split.pool),
+        n_pool=len(split.pool), n_pool_in_seed=split.n_pool_in_seed, n_pool_duplicates=split.n_pool_duplicates,
     )
 
 
@@ -100,7 +100,7 @@ SEED = Stage(
     group=lambda inputs: "seed",
     settings=lambda config, inputs: {"model": model_settings(config),
                                      "seed_data": config.seed_data.model_dump(mode="json")},
-    external=lambda config, inputs: [file_fingerprint(str(f)) for f in seed_files(config)],
+    external=lambda config, inputs: [file_fingerprint(f) for f in seed_files(config)],
     code=("sail_core.data.pickapic",),
     description="the human seed pairs, VAE- and text-encoded once",
 )

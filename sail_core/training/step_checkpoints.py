@@ -10,7 +10,9 @@ No pickle is involved: nothing here can execute code when loaded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from sail_core.io.atomic import atomic_dir
 from sail_core.io.tensors import read_metadata, read_tensors, write_tensors
 
 STEP_PREFIX = "step-"
+DIVERGED_DIR = "diverged"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,19 @@ def list_checkpoints(steps_dir: str | Path) -> list[Path]:
         return []
     return sorted(p for p in steps_dir.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)
                   and (p / "state.json").exists())
+
+
+def set_aside_from(steps_dir: str | Path, first_step: int) -> list[Path]:
+    """Move the checkpoints of steps ≥ ``first_step`` to ``steps/diverged/`` (kept for inspection, never
+    resumed from); return where they went."""
+    moved = []
+    for path in list_checkpoints(steps_dir):
+        if int(path.name.removeprefix(STEP_PREFIX)) >= first_step:
+            target = Path(steps_dir) / DIVERGED_DIR / f"{path.name}-{time.time_ns()}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved.append(target)
+    return moved
 
 
 def load_checkpoint(path: str | Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:

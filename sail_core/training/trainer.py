@@ -22,14 +22,21 @@ from accelerate import Accelerator
 from sail_core.algorithm.dpo_loss import dpo_loss
 from sail_core.algorithm.noising import add_noise, per_sample_mse, training_target
 from sail_core.config import TrainConfig
-from sail_core.errors import NonFiniteLossError
+from sail_core.errors import NonFiniteLossError, TrainingDivergedError
 from sail_core.models.bundle import ModelBundle
 from sail_core.models.conditioning import Conditioning
 from sail_core.models.denoisers import Denoisers
 from sail_core.seeding import derive_seed, generator
+from sail_core.training.divergence import Divergence, DivergenceGuard, weight_norm
 from sail_core.training.optim import build_lr_schedule, build_optimizer
 from sail_core.training.pair_dataset import PairDataset
-from sail_core.training.step_checkpoints import TrainingState, list_checkpoints, load_checkpoint, save_checkpoint
+from sail_core.training.step_checkpoints import (
+    TrainingState,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    set_aside_from,
+)
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 """``on_step(step, total_steps, metrics)`` after every optimizer step."""
@@ -91,6 +98,8 @@ class DpoTrainer:
         # the policy's forward must go through the prepared (e.g. DDP-wrapped) module to sync gradients
         denoisers.policy_module = self.policy_module
         self.order = pair_order(len(dataset), self.total_steps * config.effective_batch_pairs, config.seed)
+        self.guard = DivergenceGuard(config.divergence_loss_spike, config.divergence_grad_spike,
+                                     config.divergence_weight_growth)
 
     def _micro_indices(self, step: int, micro: int) -> list[int]:
         cfg = self.config
@@ -117,10 +126,8 @@ class DpoTrainer:
         mse_w, mse_l = per_sample_mse(prediction, target).chunk(2)
         ref_w, ref_l = per_sample_mse(reference, target).chunk(2)
         terms = dpo_loss(mse_w, mse_l, ref_w, ref_l, self.config.beta)
-        if not torch.isfinite(terms.loss):
-            raise NonFiniteLossError(
-                f"non-finite DPO loss ({terms.loss.item()}) at step {step + 1}, micro-batch {micro}; "
-                f"the last good checkpoint is kept in {self.steps_dir}")
+        # a non-finite loss is not raised here: on one of several processes that would leave the others
+        # waiting in backward; its gradients are non-finite too, and the step's check sees it everywhere
         self.accelerator.backward(terms.loss / self.accumulation)
         return {
             "loss": terms.loss.detach(), "implicit_accuracy": terms.implicit_accuracy,
@@ -135,8 +142,23 @@ class DpoTrainer:
         self.schedule.load_state_dict(state.lr_schedule)
         return state.step, state.metrics
 
+    def _diverged(self, divergence: Divergence) -> TrainingDivergedError:
+        """Set aside the checkpoints holding suspect weights; the error says which one is kept and why."""
+        moved = set_aside_from(self.steps_dir, divergence.weights_of_step) if self.accelerator.is_main_process else []
+        kept = list_checkpoints(self.steps_dir)
+        trust = (f"kept {kept[-1].name} in {self.steps_dir}, the newest checkpoint whose weights a later step "
+                 "ran on without trouble; a rerun resumes from it" if kept else
+                 "no checkpoint is trusted: a rerun starts from the initial weights")
+        aside = f"; set aside {', '.join(p.name for p in moved)} in {moved[0].parent}" if moved else ""
+        error = NonFiniteLossError if divergence.reason.startswith("non-finite DPO loss") else TrainingDivergedError
+        return error(f"training diverged at step {divergence.step}: {divergence.reason}. The weights of step "
+                     f"{divergence.weights_of_step} are not trusted: {trust}{aside}. Lower the learning rate.")
+
     def train(self) -> TrainResult:
+        params = list(self.denoisers.trainable_parameters())
+        self.guard.initial_weight_norm = weight_norm(params)  # the init's, before a checkpoint replaces it
         start, history = self._resume()
+        self.guard.resume(history)
         self.policy_module.train()
         for step in range(start, self.total_steps):
             parts = []
@@ -144,13 +166,22 @@ class DpoTrainer:
                 last = micro == self.accumulation - 1
                 with self.accelerator.no_sync(self.policy_module) if not last else contextlib.nullcontext():
                     parts.append(self._micro_step(step, micro))
-            if self.config.max_grad_norm is not None:
-                self.accelerator.clip_grad_norm_(self.denoisers.trainable_parameters(), self.config.max_grad_norm)
+            # the norm before clipping, over every process's gradients (clipping to inf only measures it)
+            grad_norm = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm or math.inf)
+            metrics = {k: self.accelerator.gather(torch.stack([p[k] for p in parts]).mean()).mean().item()
+                       for k in parts[0]}
+            metrics["grad_norm"] = float(grad_norm)
+            # under fp16 loss scaling an overflowing step has inf gradients and is skipped: not a divergence
+            overflow = self.accelerator.scaler is not None and not math.isfinite(metrics["grad_norm"])
+            problem = self.guard.check_step(step + 1, metrics["loss"], None if overflow else metrics["grad_norm"])
+            if problem is not None:
+                raise self._diverged(problem)
             self.optimizer.step()
             self.schedule.step()
             self.optimizer.zero_grad(set_to_none=True)
-            metrics = {k: self.accelerator.gather(torch.stack([p[k] for p in parts]).mean()).mean().item()
-                       for k in parts[0]}
+            problem = self.guard.check_weights(step + 1, weight_norm(params))
+            if problem is not None:
+                raise self._diverged(problem)
             metrics.update(step=step + 1, lr=self.schedule.get_last_lr()[0])
             history.append(metrics)
             if self.on_step is not None:

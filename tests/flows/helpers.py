@@ -27,3 +27,49 @@ def task_states(flow_run_id) -> dict[str, str]:
 def tree_bytes(root: Path, skip: tuple[str, ...] = (".prefect",)) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)}
+
+
+async def _flow_runs(flow_run_id):
+    async with get_client() as client:
+        parent = await client.read_flow_run(flow_run_id)
+        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        return parent, children
+
+
+def flow_runs(flow_run_id):
+    """The flow run and its subflow runs, as the server recorded them."""
+    return asyncio.run(_flow_runs(flow_run_id))
+
+
+async def _artifacts(key_prefix: str):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async with get_client() as client:
+        key = ArtifactFilterKey(like_=f"{key_prefix}%")
+        return await client.read_artifacts(artifact_filter=ArtifactFilter(key=key), sort=ArtifactSort.CREATED_ASC)
+
+
+def artifacts(key_prefix: str):
+    """Every version of every artifact whose key starts with ``key_prefix``, oldest first."""
+    return [a for a in asyncio.run(_artifacts(key_prefix)) if a.key and a.key.startswith(key_prefix)]
+
+
+async def _logs(flow_run_ids) -> list[str]:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(flow_run_ids))),
+                                      sort=LogSort.TIMESTAMP_ASC)
+        return [log.message for log in logs]
+
+
+def flow_logs(flow_run_id) -> list[str]:
+    """Log messages of a flow run and its subflows (and their tasks), once this process has sent them all."""
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    parent, children = flow_runs(flow_run_id)
+    return asyncio.run(_logs([parent.id, *(c.id for c in children)]))

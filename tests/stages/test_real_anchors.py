@@ -111,7 +111,7 @@ def test_real_perturbed_pairs_anchor_the_real_image_and_the_chosen_perturbation(
         assert (pair["w_file"], pair["w_row"]) == (anchor["latent_file"], anchor["latent_row"])
         spec = PerturbationConfig(kind=chosen["kind"], strength=chosen["strength"])
         assert spec == config.real.perturbations[chosen["perturbation"]]
-        image = resize_center_crop(Image.open(anchor["source_file"]).convert("RGB"), 32)
+        image = resize_center_crop(Image.open(folder / anchor["source_file"]).convert("RGB"), 32)
         # the real image, then each perturbation of it applied directly (the chosen one first)
         others = [p for p in config.real.perturbations if p != spec]
         expected = _encode(bundle, [image] + [apply_perturbation(image, p, chosen["seed"]) for p in [spec, *others]])

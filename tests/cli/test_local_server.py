@@ -1,0 +1,79 @@
+"""``sail run`` without ``PREFECT_API_URL`` starts its own Prefect server on 127.0.0.1, and ``kill -9`` of the
+command takes the server down with it (Prefect's temporary server used to survive, reparented to PID 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.flows, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill_9_of_sail_run_takes_its_prefect_server_down(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect-home"))  # no profile names a server
+    sail = subprocess.Popen([sys.executable, "-m", "sail_cli.main", "run", "--runs-dir", str(tmp_path / "runs")],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, server = time.monotonic() + 240, None
+        while server is None and time.monotonic() < deadline:
+            assert sail.poll() is None, "sail run ended before its server came up"
+            server = next(((pid, cmd) for pid, cmd in _children(sail.pid) if "sail_cli.local_server" in cmd), None)
+            time.sleep(0.5)
+        assert server is not None
+        pid, cmdline = server
+        port = int(cmdline.split()[-1])
+        while time.monotonic() < deadline:  # serving on localhost (and only there)
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the local server never answered")
+        listening = (Path("/proc") / str(pid) / "net" / "tcp").read_text()
+        assert f"0100007F:{port:04X}" in listening  # bound to 127.0.0.1
+        environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+        assert b"PREFECT_SERVER_ANALYTICS_ENABLED=false" in environ and b"DO_NOT_TRACK=1" in environ  # no telemetry
+    finally:
+        sail.send_signal(signal.SIGKILL)
+        sail.wait()
+    deadline = time.monotonic() + 15
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid), "the server outlived the command that started it"
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass

@@ -1,0 +1,246 @@
+"""Operating runs as a user does, against a real Prefect server: what the UI shows of a run, a run directory
+that moves, a cache that knows the code, a lock left by a killed process, bit-reproducible runs, errors on
+the terminal, and nothing of a run pickled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from flows.sail_loop import sail_loop
+
+from .conftest import TINY_WORLD
+from .helpers import artifacts, flow_logs, flow_runs, task_states, tree_bytes
+
+pytestmark = pytest.mark.flows
+ROOT = Path(__file__).resolve().parents[2]
+HOLD = ("import sys, time; from sail_core.run.lock import run_lock\n"
+        "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)\n")
+UPSTREAM_OF_MIX = ("seed-seed", "evaluate-eval-base", "train-round-00", "evaluate-eval-round-00", "prompts-round-01",
+                   "generate-round-01", "rank-round-01")
+FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-eval-round-01")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a ``sail`` command run against the tests' Prefect server (and home), with this
+    process's threads."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
+            "PREFECT_HOME": str(get_current_settings().home), "OMP_NUM_THREADS": str(torch.get_num_threads()),
+            **extra}
+
+
+def _sail_run(runs_dir: Path, name: str, *args: str, overrides: dict = TINY_WORLD, cwd: Path = ROOT,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={json.dumps(value)}")]
+    return subprocess.run([sys.executable, "-m", "sail_cli.main", "run", "--runs-dir", str(runs_dir), "--run-name",
+                           name, *sets, *args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
+                          timeout=900)
+
+
+async def _runs_named(name: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+
+
+def _flow_run_named(name: str):
+    """The one flow run a ``sail run --run-name <name>`` made (flow runs are named after the run)."""
+    runs = [r for r in asyncio.run(_runs_named(name)) if r.parent_task_run_id is None]
+    assert len(runs) == 1, [r.name for r in runs]
+    return runs[0]
+
+
+def _killed_lock_holder(run_dir: Path) -> int:
+    """A process that took the run's lock and was killed holding it (as by the OOM killer): its pid."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    return holder.pid
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One tiny run, started on a run directory whose lock a killed process left behind."""
+    runs = tmp_path_factory.mktemp("ops-runs")
+    dead = _killed_lock_holder(runs / "ops")
+    state = sail_loop(preset="world", run_name="ops", runs_dir=str(runs), overrides=TINY_WORLD, return_state=True)
+    assert state.is_completed(), state.message
+    return runs, state.state_details.flow_run_id, dead
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(finished):
+    runs, flow_run_id, dead = finished
+    assert any(f"took over the lock of pid {dead} on host" in m for m in flow_logs(flow_run_id))
+    assert (runs / "ops" / ".lock").read_text() == ""  # released when the flow ended
+
+
+def test_flow_runs_are_named_after_the_run_and_rounds_carry_its_tags(finished):
+    _, flow_run_id, _ = finished
+    parent, children = flow_runs(flow_run_id)
+    assert parent.name == "ops" and {"sail", "run:ops"} <= set(parent.tags)
+    assert [c.name for c in children] == ["ops-round-01"]
+    assert all(set(parent.tags) <= set(c.tags) for c in children)
+
+
+def test_the_metrics_table_has_every_column_from_the_base_on_once_per_evaluation(finished):
+    versions = artifacts("sail-metrics-ops")
+    tables = [json.loads(a.data) if isinstance(a.data, str) else a.data for a in versions]
+    # published after the base, after iteration 0 and after round 1: once each, growing by one row
+    assert [[row["model"] for row in table] for table in tables] == [
+        ["base"], ["base", "round-00"], ["base", "round-00", "round-01"]]
+    columns = list(tables[-1][0])
+    assert "utility_win_rate" in columns and "utility" in columns
+    for table in tables:  # the UI takes its columns from the first row: the base's has the win rates too
+        assert all(list(row) == columns for row in table)
+    assert tables[-1][0]["utility_win_rate"] is None and 0 <= tables[-1][2]["utility_win_rate"] <= 1
+
+
+def test_progress_artifacts_are_keyed_per_run_and_each_ends_at_100(finished):
+    progress = {a.key: a.data for a in artifacts("progress-ops-")}
+    assert set(progress) == {f"progress-ops-{name}" for name in (*UPSTREAM_OF_MIX, *FROM_MIX_ON)}
+    assert all(value == 100.0 for value in progress.values()), progress
+
+
+def test_round_sample_grids_are_artifacts_of_the_parent_run(finished):
+    _, flow_run_id, _ = finished
+    samples = artifacts("sail-samples-ops-")
+    assert sorted(a.key for a in samples) == ["sail-samples-ops-base", "sail-samples-ops-round-00",
+                                             "sail-samples-ops-round-01"]
+    assert {a.flow_run_id for a in samples} == {flow_run_id}
+    assert all("data:image/png;base64," in a.data for a in samples)
+
+
+def test_nothing_in_a_run_directory_holds_an_absolute_path(finished):
+    runs, _, _ = finished
+    needles = {str(runs), str(ROOT), str(Path(sys.prefix)), str(Path(sys.prefix).resolve())}
+    holding = {p.relative_to(runs).as_posix(): [n for n in needles if n.encode() in p.read_bytes()]
+               for p in (runs / "ops").rglob("*") if p.is_file()}
+    assert {path: found for path, found in holding.items() if found} == {}
+    for name in ("manifest.json", "report/models.json", "report/config.json"):
+        assert (runs / "ops" / name).stat().st_size > 0
+
+
+def test_a_copied_run_directory_resumes_with_every_stage_cached(finished):
+    runs, _, _ = finished
+    subprocess.run(["cp", "-a", str(runs / "ops"), str(runs / "copy")], check=True)
+    state = sail_loop(preset="world", run_name="copy", runs_dir=str(runs), overrides=TINY_WORLD, return_state=True)
+    assert state.is_completed(), state.message
+    states = task_states(state.state_details.flow_run_id)
+    assert len(states) == len(UPSTREAM_OF_MIX) + len(FROM_MIX_ON)
+    assert set(states.values()) == {"Cached"}, states
+    assert tree_bytes(runs / "copy") == tree_bytes(runs / "ops")
+
+
+def test_a_code_change_reruns_exactly_that_stage_and_the_stages_after_it(finished, tmp_path):
+    """The mixup's code changes (a real change: other human pairs are drawn) in another checkout of the package:
+    everything before the mix comes back Cached, the mix and everything after it runs again."""
+    runs, _, _ = finished
+    code = tmp_path / "checkout"
+    for package in ("sail_core", "tasks", "flows", "sail_cli"):
+        shutil.copytree(ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+    mixup = code / "sail_core" / "algorithm" / "mixup.py"
+    source = mixup.read_text()
+    assert source.count('derive_seed("mixup", ') == 1
+    mixup.write_text(source.replace('derive_seed("mixup", ', 'derive_seed("mixup-v2", '))
+    subprocess.run(["cp", "-a", str(runs / "ops"), str(runs / "edited")], check=True)
+
+    proc = _sail_run(runs, "edited", cwd=code, env=_env(PYTHONPATH=str(code)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = task_states(_flow_run_named("edited").id)
+    assert {name: states[name] for name in UPSTREAM_OF_MIX} == {name: "Cached" for name in UPSTREAM_OF_MIX}
+    assert {name: states[name] for name in FROM_MIX_ON} == {name: "Completed" for name in FROM_MIX_ON}
+    assert len(list((runs / "edited" / "round-01").glob("mix-*/"))) == 2  # the old mix is kept, not overwritten
+
+
+def test_two_runs_with_the_same_seed_and_threads_are_byte_identical(finished, tmp_path):
+    """The in-process run of the fixture and a ``sail run`` in another process, same seed and thread count."""
+    runs, _, _ = finished
+    proc = _sail_run(tmp_path, "ops")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = tree_bytes(runs / "ops"), tree_bytes(tmp_path / "ops")
+    assert first.keys() == second.keys()
+    assert [path for path in first if first[path] != second[path]] == []
+
+
+def test_a_failed_flow_leaves_nothing_pickled_in_prefect_storage(tmp_path):
+    from prefect.settings import get_current_settings
+
+    storage = Path(get_current_settings().results.local_storage_path)
+    before = set(storage.rglob("*")) if storage.exists() else set()
+    state = sail_loop(preset="world", run_name="fails", runs_dir=str(tmp_path), overrides=TINY_WORLD,
+                      fault="seed:seed", return_state=True)
+    assert state.is_failed()
+    written = [p for p in storage.rglob("*") if p.is_file() and p not in before]
+    assert written, "Prefect writes a failed flow's exception to its result storage"
+    for path in written:  # each one a JSON record whose result is JSON: the exception's type and message
+        record = json.loads(path.read_text())
+        assert record["metadata"]["serializer"]["type"] == "json"
+        result = json.loads(record["result"])
+        assert result["__exc_type__"] in ("tasks.faults.InjectedFault", "prefect.exceptions.FailedRun")
+
+
+def test_a_run_name_given_as_a_flow_parameter_cannot_escape_the_runs_directory(tmp_path):
+    state = sail_loop(preset="world", run_name="../escape", runs_dir=str(tmp_path / "runs"), overrides=TINY_WORLD,
+                      return_state=True)
+    assert state.is_failed()
+    assert "parameter 'run_name': '../escape' is not a run name" in state.message
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_stage_error_is_one_line_on_the_terminal_and_a_traceback_in_the_prefect_logs(tmp_path):
+    seed = tmp_path / "seed.parquet"
+    seed.write_text("caption,jpg_0\nnot,parquet\n")
+    proc = _sail_run(tmp_path / "runs", "bad-seed", overrides={**TINY_WORLD, "seed_data.pairs": [str(seed)]})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"sail run: error: file {seed}: not a readable Parquet file (Parquet magic bytes not found in footer. "
+        "Either the file is corrupted or this is not a parquet file.)")
+    assert any("Traceback" in m and "InputError" in m for m in flow_logs(_flow_run_named("bad-seed").id))
+
+
+def test_dropped_prompts_are_counted_in_the_log(tmp_path):
+    """A seed file of 16 decided pairs (all of them the seed set) and 12 tie rows: 3 repeat a seed prompt, 1
+    repeats another tie's prompt (case aside); a prompt file of 11 lines: 2 seed prompts, 1 repeat."""
+    world = pq.read_table(ROOT / "sail_core" / "world" / "data" / "labels.parquet")
+    decided = [i for i, (a, b) in enumerate(zip(world["label_0"].to_pylist(), world["label_1"].to_pylist()))
+               if a != b][:28]
+    table = world.take(decided)
+    seed_prompts = [f"seed prompt {i}" for i in range(16)]
+    ties = ["seed prompt 0", "seed prompt 1", "Seed  Prompt 2", "tie prompt a", "TIE prompt A",
+            *(f"tie prompt {i}" for i in range(7))]
+    table = table.set_column(table.schema.get_field_index("caption"), "caption", pa.array(seed_prompts + ties))
+    for column in ("label_0", "label_1"):
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array(list(table[column].to_pylist()[:16]) + [0.5] * 12, pa.float64()))
+    pairs = tmp_path / "pairs.parquet"
+    pq.write_table(table, pairs)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(["seed prompt 3", "seed prompt 4", "new 0", "NEW 0",
+                                  *(f"new {i}" for i in range(1, 8))]) + "\n")
+    overrides = {**TINY_WORLD, "seed_data.pairs": [str(pairs)], "prompts.files": [str(prompts)]}
+    state = sail_loop(preset="world", run_name="dropped", runs_dir=str(tmp_path), overrides=overrides,
+                      return_state=True)
+    assert state.is_completed(), state.message
+    logs = flow_logs(state.state_details.flow_run_id)
+    assert ("seed set: 16 pairs (12 ties and 0 unlabelled rows dropped), 8 prompts left for the rounds (3 captions "
+            "dropped because the seed set has their prompt, 1 as duplicates)") in logs
+    assert ("round 1: 8 prompts from a pool of 8 (2 prompts dropped because the seed set has them, "
+            "1 as duplicates)") in logs
