@@ -11,8 +11,9 @@ from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import load_for_inference
 from sail_core.run.layout import RunLayout
 from sail_core.run.lineage import base_model
+from sail_core.run.runner import prepare
 from sail_core.run.stage import NoInputs
-from sail_core.stages import GenerateInputs, MixInputs, PromptsInputs, RankInputs, TrainInputs
+from sail_core.stages import GENERATE, GenerateInputs, MixInputs, PromptsInputs, RankInputs, TrainInputs
 from sail_core.stages.generate import generate_candidates
 from sail_core.stages.mix import mix_round
 from sail_core.stages.prompts import prepare_prompts
@@ -39,11 +40,12 @@ def test_one_round_end_to_end_and_reload(family, mode, tmp_path, request):
     assert seed.n_pairs == 8 and seed.n_ties == 8
     m0 = train_model(stage_ctx(config, layout, "r0", "train"), TrainInputs(round_index=0, pairs=seed.pairs, init=base))
     prompts = prepare_prompts(stage_ctx(config, layout, "r1", "prompts"), PromptsInputs(round_index=1, seed=seed))
-    candidates = generate_candidates(stage_ctx(config, layout, "r1", "gen"),
-                                     GenerateInputs(prompts=prompts, policy=m0.model))
+    generation = GenerateInputs(prompts=prompts, policy=m0.model)
+    # ranking reads the generation stage's own directory (its key names the candidates)
+    candidates = generate_candidates(stage_ctx(config, layout, layout.rel(prepare(GENERATE, config, layout,
+                                                                                  generation).out_dir)), generation)
     assert (candidates.n_prompts, candidates.n_candidates, candidates.shards_generated) == (4, 3, 2)
-    pairs = rank_candidates(stage_ctx(config, layout, "r1", "rank"),
-                            RankInputs(prompts=prompts, candidates=candidates, policy=m0.model, judge=base))
+    pairs = rank_candidates(stage_ctx(config, layout, "r1", "rank"), RankInputs(generation=generation, judge=base))
     self_pairs = read_pairs(pairs.pairs.resolve(layout.root)).to_pylist()
     rewards = read_table(pairs.rewards.resolve(layout.root)).to_pylist()
     for pair in self_pairs:  # best vs worst of each prompt's candidates, with rewards and p(win) kept
