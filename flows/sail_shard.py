@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -41,6 +42,7 @@ def sail_shard(location: str, config: dict[str, Any], steps: list[dict[str, Any]
         (cache_root() / "work").mkdir(parents=True, exist_ok=True)
         workspace = tempfile.mkdtemp(prefix=f"{label}-", dir=cache_root() / "work")
     store = RunStore(location, local=workspace)
+    get_run_logger().info("code: %s", Path(__file__).resolve().parents[1])
     try:
         with keep_inference_models():
             for step in steps:
