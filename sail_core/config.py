@@ -293,6 +293,9 @@ class RuntimeConfig(_Strict):
     """> 1: Diffusion-DPO runs under ``accelerate launch`` over this many GPUs of the machine."""
     shard_workers: int = Field(0, ge=0)
     """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
+    checkpoint_push_seconds: float = Field(600.0, ge=0)
+    """A run in a remote store pushes a training's latest step checkpoint (so another host resumes
+    from it) at most this often: an SDXL step checkpoint is 10 GB."""
 
 
 class SailConfig(_Strict):

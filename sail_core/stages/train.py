@@ -9,8 +9,11 @@ it); the finished stage removes them. With ``runtime.train_processes > 1`` the w
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -47,6 +50,20 @@ def _spec_file(ctx: StageContext):
     return ctx.out_dir / "model.json"
 
 
+class CheckpointPublisher:
+    """A remote run keeps the latest step checkpoint in its store (and only that one), so training resumes
+    on another host; pushed at most every ``interval`` seconds (and the first one at once)."""
+
+    def __init__(self, ctx: StageContext, interval: float) -> None:
+        self.ctx, self.interval, self.last = ctx, interval, -math.inf
+
+    def __call__(self, path: Path) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.ctx.publish([path], prune=path.parent)
+            self.last = now
+
+
 def train_in_this_process(ctx: StageContext, inputs: TrainInputs) -> int:
     """Train and (on the main process) write the model; ``model.json``, written last, marks it done.
     Returns the step training resumed from (0 when it started afresh)."""
@@ -54,10 +71,8 @@ def train_in_this_process(ctx: StageContext, inputs: TrainInputs) -> int:
     train = train_config(config, inputs.round_index)
     denoisers = load_for_training(config.model, layout.root, inputs.init.checkpoint, ctx.device, seed=train.seed)
     dataset = PairDataset.from_file(inputs.pairs.resolve(layout.root), layout.root)
-    # a remote run keeps the latest step checkpoint in its store (and only that one), so training
-    # resumes on another host
     trainer = DpoTrainer(ctx.bundle, denoisers, dataset, train, ctx.out_dir / "steps", on_step=ctx.progress,
-                         on_checkpoint=lambda path: ctx.publish([path], prune=path.parent))
+                         on_checkpoint=CheckpointPublisher(ctx, config.runtime.checkpoint_push_seconds))
     result = trainer.train()
     accelerator = trainer.accelerator
     accelerator.wait_for_everyone()
