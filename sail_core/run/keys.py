@@ -2,10 +2,10 @@
 
 A :class:`StageKey` hashes the stage, its group (the round, or an evaluation's label), the config
 sections that change its output, the identity of the code that computes it, and fingerprints of
-its inputs: content hashes of upstream artifacts, model identities, and user files (by path, size
-and modification time: Pick-a-Pic is 335 GB, too large to hash). The key names the stage's output
-directory, so changing one setting, one input or the stage's code reruns exactly the stages
-downstream of it, and a finished artifact is never overwritten.
+its inputs: content hashes of upstream artifacts, model identities, and user files (by content up to
+64 MiB; larger ones by path, size and modification time: Pick-a-Pic is 335 GB, too large to hash).
+The key names the stage's output directory, so changing one setting, one input or the stage's code
+reruns exactly the stages downstream of it, and a finished artifact is never overwritten.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sail_core.config import SailConfig
+from sail_core.io.atomic import sha256_file
 from sail_core.run.layout import Artifact
 
 
@@ -47,8 +48,16 @@ def model_settings(config: SailConfig) -> dict[str, Any]:
                                   "frozen_dtype", "empty_prompt_zeros")}
 
 
+CONTENT_FINGERPRINT_LIMIT = 64 << 20
+
+
 def file_fingerprint(path: str) -> str:
+    """A user file: up to 64 MiB by its content, so the key survives the file being copied or checked
+    out anew (a worker's fresh clone of the shipped world data, another host); larger files (Pick-a-Pic's
+    335 GB) by path, size and modification time."""
     stat = os.stat(path)
+    if stat.st_size <= CONTENT_FINGERPRINT_LIMIT:
+        return f"sha256:{sha256_file(path)}"
     return f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
