@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+import sail_core
 from sail_core.config import SailConfig
 from sail_core.errors import InputError
 from sail_core.io.objects import cache_root
@@ -42,7 +43,7 @@ def sail_shard(location: str, config: dict[str, Any], steps: list[dict[str, Any]
         (cache_root() / "work").mkdir(parents=True, exist_ok=True)
         workspace = tempfile.mkdtemp(prefix=f"{label}-", dir=cache_root() / "work")
     store = RunStore(location, local=workspace)
-    get_run_logger().info("code: %s", Path(__file__).resolve().parents[1])
+    get_run_logger().info("code: %s", Path(sail_core.__file__).resolve().parents[1])
     try:
         with keep_inference_models():
             for step in steps:

@@ -5,13 +5,15 @@ and each worker with its own cache and credentials (no file system shared betwee
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from flows.sail_loop import sail_loop
 from sail_core.io.remote import RunStore
 
-from .cluster import cli, code_snapshot, deployment_run, start_server, start_worker, stop, wait
+from .cluster import ROOT, cli, code_snapshot, deployment_run, start_server, start_worker, stop, wait
 from .conftest import TINY_WORLD
 from .helpers import tree_bytes
 
@@ -101,9 +103,10 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
         print(f"{host} at the S3 server: {s3.counts[host]}")
     first = next(t for t in part0 if t["files_up"])
     assert first["bytes_down"] == inputs < everything / 4
-    # each worker ran the deployed commit from its own clone, not this checkout
+    # each worker ran the deployed commit from its own clone (the pull step's), not this checkout
     for host in ("host-a", "host-b"):
-        assert f"code: {root / host}" in (root / host / f"worker-{host}.log").read_text()
+        code = re.findall(r"code: (\S+)", (root / host / f"worker-{host}.log").read_text())
+        assert code and all(Path(c).name.startswith("repository") and Path(c) != ROOT for c in code), code
 
     # the same run on local disk, unsharded: byte for byte the same artifacts
     local = sail_loop(preset="world", run_name="multi", runs_dir=str(tmp_path / "local"), overrides=TINY_WORLD,
