@@ -35,7 +35,7 @@ def dispatch_shards(location: str, config: SailConfig, steps: Sequence[tuple[Sta
     if len(counts) != 1 or len(steps) != sum(stage.shard_count is not None for stage, _ in steps):
         raise ValueError(f"steps {[s.name for s, _ in steps]} do not share one shard count ({sorted(counts)})")
     groups = shard_groups(counts.pop(), workers)
-    name = "+".join(stage.name for stage, _ in steps) + "-" + steps[0][0].group(steps[0][1])
+    name = "-".join(stage.name for stage, _ in steps) + "-" + steps[0][0].group(steps[0][1])
     payload = [{"stage": stage.name, "inputs": inputs.model_dump(mode="json"),
                 "key": stage_key(stage, config, inputs).key} for stage, inputs in steps]
 

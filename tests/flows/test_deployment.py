@@ -60,9 +60,9 @@ def test_generation_and_ranking_shard_across_gpu_queue_workers(deployed, tmp_pat
     run, others = wait(deployed, _world_run(deployed, tmp_path, "fanout", {**TINY_WORLD, "runtime.shard_workers": 2}),
                        timeout=900)
     assert run.state.is_completed(), run.state.message
-    shard_runs = [r for r in others if r.name.startswith("generate+rank-round-01")]
+    shard_runs = [r for r in others if r.name.startswith("generate-rank-round-01")]
     # each shard run generates and then ranks its shards (one model load, no barrier in between)
-    assert sorted(r.name for r in shard_runs) == ["generate+rank-round-01-part-0", "generate+rank-round-01-part-1"]
+    assert sorted(r.name for r in shard_runs) == ["generate-rank-round-01-part-0", "generate-rank-round-01-part-1"]
     assert all(r.state.is_completed() for r in shard_runs)
     round_dir = tmp_path / "fanout" / "round-01"
     assert len(list(next(round_dir.glob("generate-*/")).glob("shard-*.parquet"))) == 4

@@ -19,7 +19,7 @@ from .helpers import tree_bytes
 
 pytestmark = pytest.mark.flows
 RUNS = "s3://sail-runs/runs"
-KILLED_PART = "generate+rank-round-01-part-1"
+KILLED_PART = "generate-rank-round-01-part-1"
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
              if "/generate-" in rel and "/shard-" in rel}
     assert {k: after[k] for k in shards} == shards  # nothing finished was redone
     moved = [t for host in ("host-a", "host-b") for t in _transfers(root, host)]
-    part0 = [t for t in moved if t["what"] == "generate+rank-round-01-part-0"]
+    part0 = [t for t in moved if t["what"] == "generate-rank-round-01-part-0"]
     part1 = [t for t in moved if t["what"] == KILLED_PART]
     # part 0 uploaded its 2 shards' tensors and tables and their rewards and pairs tables, then on the
     # rerun found everything done; part 1 (no record of the killed attempt) generated shard 3 alone and
