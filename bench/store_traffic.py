@@ -62,26 +62,24 @@ def sdxl() -> list[tuple[str, float, float]]:
 
 
 def from_run(run: Path) -> list[tuple[str, float, float]]:
-    """The last round of a finished run on disk, both designs' rules applied to its files."""
+    """The last round of a finished run on disk (its store's files, e.g. pulled whole), both designs'
+    rules applied to its files; 2 shard workers."""
     size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size  # noqa: E731
-    rounds = sorted(p for p in run.glob("round-*") if p.is_dir() and list(p.glob("generate-*/")))
-    last = rounds[-1]
-    generate = next(last.glob("generate-*/"))
-    prompts = next(last.glob("prompts-*/"))
-    policy_round = f"round-{int(last.name.split('-')[1]) - 1:02d}"
-    policy = next((run / policy_round).glob("train-*/")) / "unet"
-    # the run as it stood at dispatch: every stage finished before this round's generation
-    dispatched = [p for p in run.iterdir() if p.is_dir() and p.name not in ("report",) and not p.name.startswith(".")
-                  and p.name < last.name] + [prompts, prompts.with_suffix(".json")]
-    whole = sum(size(p) for p in dispatched)
-    steps = sum(size(p) for p in run.glob("round-*/train-*/steps"))
-    shard_files = sorted(generate.glob("shard-*.safetensors"))
-    half = sum(f.stat().st_size for f in shard_files[1::2])
-    inputs = size(prompts) + size(policy)
+    last = sorted(p for p in run.glob("round-*") if p.is_dir() and list(p.glob("generate-*/")))[-1]
+    generate, prompts = next(last.glob("generate-*/")), next(last.glob("prompts-*/"))
+    policy = next((run / f"round-{int(last.name.split('-')[1]) - 1:02d}").glob("train-*/")) / "unet"
+    trainings = list(run.glob("round-*/train-*/unet"))
+    # before, a finished training kept its last 2 step checkpoints (AdamW: weights + 2 moments, float32,
+    # 3× the saved float32 UNet each), which the run held and shard runs pulled
+    steps_before = sum(2 * 3 * size(t) for t in trainings if t.parent.parent.name < last.name)
+    dispatched = [p for p in run.iterdir() if p.name < last.name and not p.name.startswith(".")] + [prompts]
+    whole = sum(size(p) for p in dispatched) + steps_before
+    shard_files = sorted(generate.glob("shard-*"))
+    others = sum(f.stat().st_size for f in shard_files) / 2  # the half the other worker generated
     return [
-        ("run at dispatch (files; step checkpoints of finished trainings now removed)", whole, whole - steps),
-        ("one shard run, downloads (2 workers)", whole + half, inputs),
-        ("one shard run, uploads", half, half),
+        ("the run at dispatch (before: with step checkpoints)", whole, whole - steps_before),
+        ("one worker's shard runs of the round, downloads (2 workers)", whole + others, size(prompts) + size(policy)),
+        ("one worker's shard runs of the round, uploads", others, others),
     ]
 
 
