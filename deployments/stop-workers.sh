@@ -1,3 +1,16 @@
 #!/usr/bin/env bash
-# Stop the workers started by start-workers.sh (SIGINT lets each finish reporting; Prefect escalates).
-pkill -INT -f "prefect worker start --pool ${SAIL_POOL:-sail-gpu}" || true
+# Stop the workers start-workers.sh started on this host (the PIDs in logs/workers.pids), and no others.
+# SIGINT lets each worker report its runs' states first; a worker still alive after 60 s gets SIGTERM.
+set -uo pipefail
+PIDS=logs/workers.pids
+[[ -f "$PIDS" ]] || { echo "no $PIDS: no workers started from $(pwd)"; exit 0; }
+mapfile -t pids < "$PIDS"
+for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null && echo "stopping worker $pid"; done
+for _ in $(seq 60); do
+  alive=0
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  [[ "$alive" == 0 ]] && break
+  sleep 1
+done
+for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null && echo "worker $pid did not stop: SIGTERM"; done
+rm -f "$PIDS"

@@ -27,7 +27,6 @@ from prefect import flow, tags
 from pydantic import BaseModel
 
 from sail_core.config import SailConfig, load_config
-from sail_core.evaluation.run_report import write_run_report
 from sail_core.run.lineage import Lineage, ModelRef, base_model
 from sail_core.run.records import (
     CandidatesRecord,
@@ -88,9 +87,9 @@ def sail_round(run: PipelineRun, round_index: int, lineage: Lineage, seed: SeedR
         run.log("round %d: %d prompts from a pool of %d (%d prompts dropped because the seed set has them, "
                 "%d as duplicates)", round_index, prompts.n_prompts, prompts.n_pool, prompts.n_dropped_in_seed,
                 prompts.n_dropped_duplicates)
-        candidates = run.sharded(GENERATE, GenerateInputs(prompts=prompts, policy=policy))
-        pairs = run.sharded(RANK, RankInputs(prompts=prompts, candidates=candidates, policy=policy,
-                                             judge=lineage.judge(config.reward.reference, round_index)))
+        generation = GenerateInputs(prompts=prompts, policy=policy)
+        ranking = RankInputs(generation=generation, judge=lineage.judge(config.reward.reference, round_index))
+        candidates, pairs = run.sharded((GENERATE, generation), (RANK, ranking))
         run.log("round %d: %d self pairs, mean p(win) %.3f", round_index, pairs.n_pairs, pairs.mean_p_win)
     if config.mixup.real_generated > 0:  # RealAlign: the current model's samples for the real captions
         real_candidates = run.stage(GENERATE, GenerateInputs(prompts=real.prompts_record(round_index), policy=policy),
@@ -164,9 +163,7 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
         evaluated.append(result.model)
         publish_samples(run.run_name, result.evaluation, run.run_dir)  # in the parent run, beside the others
         publish_metrics(run.run_name, evaluations)
-    report = write_run_report(run.layout, report_dir, evaluations, evaluated, config)
-    run.store.push(report)
-    run.store.push(run.layout.root / "manifest.json")
+    report = run.report(report_dir, evaluations, evaluated)
     print((report / "metrics.txt").read_text())
     return {
         "run_dir": str(run.layout.root), "report": str(report), "seed": seed.model_dump(mode="json") if seed else None,

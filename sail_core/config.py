@@ -311,6 +311,9 @@ class RuntimeConfig(_Strict):
     sums are split, hence their last bits."""
     shard_workers: int = Field(0, ge=0)
     """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
+    checkpoint_push_seconds: float = Field(600.0, ge=0)
+    """A run in a remote store pushes a training's latest step checkpoint (so another host resumes
+    from it) at most this often: an SDXL step checkpoint is 10 GB."""
 
     @field_validator("device")
     @classmethod

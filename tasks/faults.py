@@ -2,7 +2,8 @@
 
 ``"<stage>:<group>"`` (e.g. ``"rank:round-01"``) makes that stage raise :class:`InjectedFault` when it
 starts; ``"<stage>:<group>:<n>"`` kills the whole process (SIGKILL, as the OOM killer would) once the
-stage has reported ``n`` units of progress.
+stage has reported ``n`` units of progress; ``"<stage>:<group>:<n>@<label>"`` only in the shard run
+of that label (one host of several dies).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ def check_fault(fault: str | None, stage: str, group: str) -> None:
         raise InjectedFault(f"fault injected into {stage} of {group}")
 
 
-def kill_after(fault: str | None, stage: str, group: str) -> int | None:
-    """Progress count after which this process is to be killed, if a kill fault targets the stage."""
-    parts = (fault or "").split(":")
-    if len(parts) == 3 and parts[:2] == [stage, group]:
+def kill_after(fault: str | None, stage: str, group: str, label: str | None = None) -> int | None:
+    """Progress count after which this process is to be killed, if a kill fault targets the stage (and,
+    with ``@<label>``, this shard run)."""
+    spec, _, target = (fault or "").partition("@")
+    parts = spec.split(":")
+    if len(parts) == 3 and parts[:2] == [stage, group] and (target or None) == (label if target else None):
         return int(parts[2])
     return None

@@ -2,14 +2,16 @@
 
 :class:`PipelineRun` is what the flows pass around (it is a plain, serialisable model, so it can be a
 subflow's parameter). ``stage`` runs a declared stage as the generic Prefect task, named
-``<stage>-<group>`` in the UI, and mirrors its directory to a remote run store; ``sharded`` first
-spreads a stage's shards over the pool's GPU workers when ``runtime.shard_workers`` asks for it.
+``<stage>-<group>`` in the UI (with a remote run store, the runner pulls what the stage reads and
+pushes what it wrote); ``sharded`` first spreads stages' shards over the pool's GPU workers when
+``runtime.shard_workers`` asks for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect import get_client, get_run_logger
@@ -17,8 +19,8 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from sail_core.config import SailConfig
+from sail_core.evaluation.run_report import write_run_report
 from sail_core.io.remote import RunStore
-from sail_core.run.bookkeeping import stage_dir
 from sail_core.run.layout import Artifact, RunLayout, check_run_name
 from sail_core.run.lineage import ModelRef
 from sail_core.run.lock import run_lock
@@ -67,9 +69,9 @@ class PipelineRun(BaseModel):
 
     @staticmethod
     def open(config: SailConfig, runs_dir: str, run_name: str, fault: str | None = None) -> PipelineRun:
+        """A remote run is not downloaded: each stage pulls what it reads when it runs."""
         location = run_location(runs_dir, run_name)
         store = RunStore(location)
-        store.pull()
         return PipelineRun(run_name=run_name, location=location, run_dir=str(store.local), config=config, fault=fault)
 
     @property
@@ -85,24 +87,22 @@ class PipelineRun(BaseModel):
         RealAlign's negatives come from the generation stage with its own candidate count)."""
         config = config or self.config
         group = stage.group(inputs)
+        location = self.location if self.store.remote else None
         state = stage_task.with_options(name=stage.name, task_run_name=f"{stage.name}-{group}")(
-            stage.name, inputs, config, self.run_dir, self.fault, self.run_name, return_state=True)
-        record = state.result()
-        if not state.name == "Cached":
-            out = stage_dir(self.layout, prepare(stage, config, self.layout, inputs).key)
-            self.store.push(out)
-            self.store.push(out.with_suffix(".json"))
-        return record
+            stage.name, inputs, config, self.run_dir, self.fault, self.run_name, location, return_state=True)
+        return state.result()
 
-    def sharded(self, stage: Stage, inputs: StageInputs) -> Record:
-        """A sharded stage (generation, ranking): its shards go to ``runtime.shard_workers`` sail-shard
-        runs first when configured, then the stage's own task finds them done and finishes it."""
+    def sharded(self, *steps: tuple[Stage, StageInputs]) -> list[Record]:
+        """Sharded stages over the same shards (generation, then ranking of its candidates): with
+        ``runtime.shard_workers`` the unfinished ones first go to that many sail-shard runs, each doing
+        every step for its shards; then each stage's own task finds its shards done and finishes it."""
         workers = self.config.runtime.shard_workers
-        if workers > 0 and stage.shard_count is not None:
-            if prepare(stage, self.config, self.layout, inputs).finished() is None:
-                dispatch_shards(self.location, self.config, stage, inputs, workers)
-                self.store.pull()
-        return self.stage(stage, inputs)
+        if workers > 0:
+            store = self.store
+            todo = [(s, i) for s, i in steps if prepare(s, self.config, self.layout, i, store).finished() is None]
+            if todo:
+                dispatch_shards(self.location, self.config, todo, workers, self.fault)
+        return [self.stage(stage, inputs) for stage, inputs in steps]
 
     def train(self, round_index: int, pairs: Artifact, init: ModelRef) -> ModelRef:
         record = self.stage(TRAIN, TrainInputs(round_index=round_index, pairs=pairs, init=init))
@@ -111,7 +111,19 @@ class PipelineRun(BaseModel):
         return record.model
 
     def evaluate(self, model: ModelRef, label: str, baseline: EvalRecord | None = None) -> EvalRecord:
-        return self.stage(EVALUATE, EvaluateInputs(model=model, label=label, baseline=baseline))
+        record = self.stage(EVALUATE, EvaluateInputs(model=model, label=label, baseline=baseline))
+        if record.grid is not None:
+            self.store.pull([record.grid.path])
+        return record
+
+    def report(self, report_dir: str, evaluations: Sequence[EvalRecord], models: Sequence[ModelRef]) -> Path:
+        """The run's report and manifest (``write_run_report``), from what the store holds, pushed back."""
+        store = self.store
+        store.pull([Path(e.scores.path).parent / "images.parquet" for e in evaluations])
+        store.pull(store.records())  # every finished stage's record, for the manifest
+        report = write_run_report(self.layout, report_dir, evaluations, models, self.config)
+        store.push([report, self.layout.root / "manifest.json"])
+        return report
 
     def log(self, message: str, *args: Any) -> None:
         get_run_logger().info(message, *args)

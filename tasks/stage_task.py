@@ -16,6 +16,7 @@ from prefect.states import Completed, State
 
 from sail_core.config import SailConfig
 from sail_core.errors import SailError
+from sail_core.io.remote import RunStore
 from sail_core.run.layout import RunLayout
 from sail_core.run.records import Record
 from sail_core.run.runner import prepare
@@ -24,6 +25,7 @@ from sail_core.stages import STAGES
 from tasks.artifact_keys import progress_key
 from tasks.faults import InjectedFault, check_fault, kill_after
 from tasks.progress import StageProgress
+from tasks.transfers import log_transfers
 
 
 def _retry_unless_deterministic(task_: Task, task_run: TaskRun, state: State) -> bool:
@@ -40,10 +42,12 @@ def _retry_unless_deterministic(task_: Task, task_run: TaskRun, state: State) ->
 @task(name="stage", persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=_retry_unless_deterministic)
 def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str,
-               fault: str | None = None, run_name: str = "") -> Record | State:
-    """Run ``STAGES[stage]`` on ``inputs`` in the run directory, or return its finished record as ``Cached``."""
+               fault: str | None = None, run_name: str = "", location: str | None = None) -> Record | State:
+    """Run ``STAGES[stage]`` on ``inputs`` in the run directory, or return its finished record as ``Cached``.
+    ``location``: the run's remote store, when ``run_dir`` is a working copy of one."""
     layout = RunLayout(run_dir)
-    prepared = prepare(STAGES[stage], config, layout, inputs)
+    store = RunStore(location, local=run_dir) if location else None
+    prepared = prepare(STAGES[stage], config, layout, inputs, store)
     record = prepared.finished()
     group = prepared.key.group
     if prepared.set_aside is not None:
@@ -52,6 +56,10 @@ def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str
     if record is not None:
         return Completed(data=record, name="Cached", message=f"finished earlier: {layout.rel(prepared.out_dir)}")
     check_fault(fault, stage, group)
-    with StageProgress(progress_key(run_name, stage, group), f"{stage} {group} of {run_name or run_dir}",
-                       kill_after(fault, stage, group)) as progress:
-        return prepared.execute(progress)
+    try:
+        with StageProgress(progress_key(run_name, stage, group), f"{stage} {group} of {run_name or run_dir}",
+                           kill_after(fault, stage, group)) as progress:
+            return prepared.execute(progress)
+    finally:
+        if store is not None and store.remote:
+            log_transfers(store, f"{stage}-{group}")

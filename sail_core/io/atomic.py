@@ -97,9 +97,15 @@ def sha256_tree(path: str | Path) -> str:
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
+    return tree_digest({f.relative_to(path).as_posix(): sha256_file(f) for f in path.rglob("*") if f.is_file()})
+
+
+def tree_digest(files: dict[str, str]) -> str:
+    """:func:`sha256_tree` of a directory from its files' hashes (relative POSIX path → SHA-256), so a
+    directory held elsewhere (a remote store) is checked without its bytes."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(path).as_posix().encode())
+    for rel in sorted(files, key=lambda r: r.split("/")):
+        digest.update(rel.encode())
         digest.update(b"\0")
-        digest.update(sha256_file(file).encode())
+        digest.update(files[rel].encode())
     return digest.hexdigest()

@@ -8,6 +8,8 @@ sets of active adapters on it (the reference of seed DPO is the UNet with adapte
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -112,6 +114,42 @@ def _check_prefix(reference: UnetCheckpoint, policy: UnetCheckpoint) -> None:
                          parameter="reward.reference")
 
 
+_kept_unets: dict[tuple[str, ...], UNet2DConditionModel] | None = None
+
+
+@contextlib.contextmanager
+def keep_inference_models() -> Iterator[None]:
+    """Within this block an inference UNet (a checkpoint, with its lineage's adapters) is loaded once and
+    shared: a shard run that generates and then ranks the same shards holds its policy once. Outside
+    it nothing is kept (a flow process must not hold every round's models)."""
+    global _kept_unets
+    outer = _kept_unets
+    _kept_unets = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _kept_unets = outer
+
+
+def _inference_unet(config: ModelConfig, checkpoint: UnetCheckpoint, run_dir: str | Path, dtype: torch.dtype,
+                    device: torch.device | str) -> UNet2DConditionModel:
+    """A frozen UNet for ``checkpoint``: full weights, or the base with the checkpoint's adapters loaded."""
+    key = (config.model_dump_json(), str(Path(run_dir).resolve()), checkpoint.model_dump_json(), str(dtype),
+           str(device))
+    if _kept_unets is not None and key in _kept_unets:
+        return _kept_unets[key]
+    if checkpoint.kind == "full":
+        unet = load_unet(config, checkpoint, run_dir, dtype=dtype, device=device).eval().requires_grad_(False)
+    else:
+        unet = load_unet(config, UnetCheckpoint(), run_dir, dtype=dtype, device=device).eval().requires_grad_(False)
+        for name, path in zip(adapter_names(len(checkpoint.adapters)), checkpoint.adapters):
+            load_adapter(unet, name, Path(run_dir) / path)
+        unet.to(device).requires_grad_(False)
+    if _kept_unets is not None:
+        _kept_unets[key] = unet
+    return unet
+
+
 def load_for_inference(
     config: ModelConfig,
     run_dir: str | Path,
@@ -122,17 +160,12 @@ def load_for_inference(
     """Policy and reference for scoring (no gradients), in ``frozen_dtype``."""
     dtype = torch_dtype(config.frozen_dtype)
     if policy.kind == "full" or reference.kind == "full":
-        return TwoUnets(
-            load_unet(config, policy, run_dir, dtype=dtype, device=device).eval().requires_grad_(False),
-            load_unet(config, reference, run_dir, dtype=dtype, device=device).eval().requires_grad_(False),
-        )
+        return TwoUnets(_inference_unet(config, policy, run_dir, dtype, device),
+                        _inference_unet(config, reference, run_dir, dtype, device))
     _check_prefix(reference, policy)
-    unet = load_unet(config, UnetCheckpoint(), run_dir, dtype=dtype, device=device).eval().requires_grad_(False)
     names = adapter_names(len(policy.adapters))
-    for name, path in zip(names, policy.adapters):
-        load_adapter(unet, name, Path(run_dir) / path)
-    unet.to(device).requires_grad_(False)
-    return AdapterViews(unet, names, names[: len(reference.adapters)])
+    return AdapterViews(_inference_unet(config, policy, run_dir, dtype, device), names,
+                        names[: len(reference.adapters)])
 
 
 def load_policy(
@@ -143,8 +176,7 @@ def load_policy(
 ) -> Denoisers:
     """Only the policy, for sampling: one UNet (LoRA: with its lineage's adapters active)."""
     if checkpoint.kind == "full":
-        unet = load_unet(config, checkpoint, run_dir, dtype=torch_dtype(config.frozen_dtype), device=device)
-        return TwoUnets(unet.eval().requires_grad_(False), None)
+        return TwoUnets(_inference_unet(config, checkpoint, run_dir, torch_dtype(config.frozen_dtype), device), None)
     return load_for_inference(config, run_dir, checkpoint, checkpoint, device)
 
 

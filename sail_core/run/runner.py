@@ -5,20 +5,33 @@ record of an earlier, still intact execution (a stage whose files changed since 
 recomputed, never trusted); :meth:`PreparedStage.execute` runs the work and records it. The Prefect
 tasks, the shard flow and ``sail evaluate`` all go through here; :func:`run_stage` is the two steps
 together for plain Python callers.
+
+A run with a remote store (:class:`sail_core.io.remote.RunStore`) is a working copy of the store's run:
+a stage is finished when the *store* holds its record and data intact (so a cached stage costs no
+download); executing it first pulls exactly what it reads (its inputs' artifacts and models, then
+what the stage's ``reads`` asks for), and a finished stage's directory and record are pushed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from sail_core.config import SailConfig
-from sail_core.run.bookkeeping import finished_record, record_finished, set_aside_if_changed, stage_dir
+from sail_core.io.atomic import tree_digest
+from sail_core.io.remote import RunStore
+from sail_core.models.checkpoint import UnetCheckpoint
+from sail_core.run.bookkeeping import finished_record, record_finished, set_aside_if_changed, sidecar, stage_dir
 from sail_core.run.code_identity import code_digest
 from sail_core.run.keys import StageKey, input_fingerprints
-from sail_core.run.layout import RunLayout
+from sail_core.run.layout import Artifact, RunLayout
 from sail_core.run.records import Record
 from sail_core.run.stage import Progress, Stage, StageContext, StageInputs, no_progress, use_threads
 
@@ -40,18 +53,46 @@ class PreparedStage(Generic[R]):
     layout: RunLayout
     inputs: StageInputs
     key: StageKey
-    set_aside: Path | None = None
+    store: RunStore | None = None
+    """The run's remote store; None (or a local one) when the run directory is the run."""
+    set_aside: Path | str | None = None
     """Where :meth:`finished` moved this stage's changed files, if it did."""
 
     @property
     def out_dir(self) -> Path:
         return stage_dir(self.layout, self.key)
 
+    @property
+    def remote(self) -> bool:
+        return self.store is not None and self.store.remote
+
     def finished(self) -> R | None:
         """The record of an earlier execution whose files are intact, else None. A finished stage whose
         files changed is moved aside (``<run>/.changed/``) first, so it recomputes from nothing."""
+        if self.remote:
+            return self._finished_in_store()
         self.set_aside = set_aside_if_changed(self.layout, self.key)
         return finished_record(self.layout, self.key, self.stage.record)
+
+    def _finished_in_store(self) -> R | None:
+        store, record_rel = self.store, self.layout.rel(sidecar(self.layout, self.key))
+        data = store.read_bytes(record_rel)
+        if data is None:
+            return None
+        entry = json.loads(data)
+        recorded = Artifact.model_validate(entry["data"])
+        held = store.listing(recorded.path)
+        if tree_digest({rel[len(recorded.path) + 1:]: ref.sha256 for rel, ref in held.items()}) == recorded.sha256:
+            return self.stage.record.model_validate(entry["record"])
+        # the store's copy changed since it finished: set it aside there (pointers only) and here
+        aside = f".changed/{self.key.group}-{self.key.stage}-{self.key.key[:8]}-{time.time_ns()}"
+        moved = {rel: f"{aside}/data/{rel[len(recorded.path) + 1:]}" for rel in held}
+        store.move({**moved, record_rel: f"{aside}/record.json"})
+        if self.out_dir.exists():
+            (self.layout.root / aside).mkdir(parents=True)
+            os.replace(self.out_dir, self.layout.root / aside / "data")
+        self.set_aside = f"{store.location}/{aside}"
+        return None
 
     def execute(self, progress: Progress = no_progress, shards: Sequence[int] | None = None) -> R | None:
         """Run the stage into its directory (resuming from what is there) and record it as finished.
@@ -59,18 +100,53 @@ class PreparedStage(Generic[R]):
         without ``shards`` finds every shard done."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         use_threads(self.config.runtime.threads)
-        ctx = StageContext(self.config, self.layout, self.out_dir, progress, shards)
+        ctx = StageContext(self.config, self.layout, self.out_dir, progress, shards, self.store)
+        if self.remote:
+            self._pull_reads(ctx)
         record = self.stage.run(ctx, self.inputs)
         if shards is not None:
             return None
         if record is None:
             raise RuntimeError(f"stage {self.stage.name} {self.key.group} returned no record")
         record_finished(self.layout, self.key, record)
+        if self.remote:  # data first, then the record that says it is complete
+            self.store.mirror(self.out_dir)
+            self.store.push([sidecar(self.layout, self.key)])
         return record
 
+    def _pull_reads(self, ctx: StageContext) -> None:
+        """Exactly what the work reads: its inputs' artifacts and models; its own directory when it is to
+        finish (resuming from what any host left there); then the stage's own ``reads``, batch by batch."""
+        self.store.pull(input_files(self.inputs))
+        if ctx.shards is None:
+            self.store.pull([self.out_dir])
+        for batch in self.stage.reads(ctx, self.inputs) if self.stage.reads else ():
+            self.store.pull(batch)
 
-def prepare(stage: Stage, config: SailConfig, layout: RunLayout, inputs: StageInputs) -> PreparedStage:
-    return PreparedStage(stage, config, layout, inputs, stage_key(stage, config, inputs))
+
+def input_files(inputs: Any) -> list[str]:
+    """The run files a stage's inputs name: every artifact, and the weights of every model
+    (a fine-tuned UNet folder, or a LoRA lineage's adapters; the base model lives outside the run)."""
+    return list(dict.fromkeys(_input_files(inputs)))
+
+
+def _input_files(value: Any) -> Iterator[str]:
+    if isinstance(value, Artifact):
+        yield value.path
+    elif isinstance(value, UnetCheckpoint):
+        yield from ([value.weights] if value.weights else [])
+        yield from value.adapters
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _input_files(getattr(value, name))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _input_files(item)
+
+
+def prepare(stage: Stage, config: SailConfig, layout: RunLayout, inputs: StageInputs,
+            store: RunStore | None = None) -> PreparedStage:
+    return PreparedStage(stage, config, layout, inputs, stage_key(stage, config, inputs), store)
 
 
 def run_stage(stage: Stage, config: SailConfig, layout: RunLayout, inputs: StageInputs,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,7 @@ from sail_core.run.layout import RunLayout
 from sail_core.run.records import Record
 
 if TYPE_CHECKING:
+    from sail_core.io.remote import RunStore
     from sail_core.models.bundle import ModelBundle
 
 I = TypeVar("I", bound="StageInputs")  # noqa: E741
@@ -76,6 +77,19 @@ class StageContext:
     progress: Progress = no_progress
     shards: Sequence[int] | None = None
     """None: every shard, and finish the stage. A list: only those shards (a shard worker)."""
+    store: RunStore | None = None
+    """The remote store of the run, when it has one (:mod:`sail_core.io.remote`)."""
+
+    def publish(self, paths: Sequence[Path], prune: Path | None = None) -> None:
+        """Make finished parts of the work (a shard's files, a step checkpoint) durable beyond this host
+        now, so that another host resumes from them if this one dies; ``prune``: a directory whose other
+        files the store forgets (older step checkpoints). Nothing to do for a run on local disk."""
+        if self.store is None or not self.store.remote:
+            return
+        self.store.push(paths)
+        if prune is not None:
+            kept = {self.store.rel(f) for p in paths for f in ([p] if p.is_file() else p.rglob("*"))}
+            self.store.forget([rel for rel in self.store.listing(self.store.rel(prune)) if rel not in kept])
 
     @property
     def device(self) -> torch.device:
@@ -120,6 +134,10 @@ class Stage(Generic[I, R]):
     """Modules whose code computes the stage, besides the one ``run`` is defined in."""
     shard_count: Callable[[SailConfig, I], int] | None = None
     """Sharded stages (generation, ranking): how many shards, which shard workers may split."""
+    reads: Callable[[StageContext, I], Iterable[str | Path]] | None = None
+    """Run files the work reads besides its inputs' artifacts and models (which every stage gets):
+    files that tables list (the latents of a pair table), or the parts of its own directory a shard
+    run resumes from. Called with the inputs' artifacts present; only a run with a remote store asks."""
     description: str = ""
     modules: tuple[str, ...] = field(init=False)
 

@@ -2,11 +2,13 @@
 
 Candidates are generated shard by shard (``generate.prompts_per_shard`` prompts); a shard is written
 as tensors first and then its index table, so a shard whose table exists is finished and is never
-regenerated. Shards are also the unit that shard workers split (``runtime.shard_workers``).
+regenerated. Shards are also the unit that shard workers split (``runtime.shard_workers``); each finished shard
+is published at once (with a remote store), so a host that dies loses only the shard it was on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,8 +46,20 @@ def shard_rows(config: SailConfig, shard: int, n_prompts: int) -> range:
     return range(shard * per_shard, min((shard + 1) * per_shard, n_prompts))
 
 
-def _shard_table(out_dir: Path, shard: int) -> Path:
+def shard_table(out_dir: Path, shard: int) -> Path:
+    """A generation shard's index (its presence marks the shard finished)."""
     return out_dir / f"shard-{shard:05d}.parquet"
+
+
+def shard_latents(out_dir: Path, shard: int) -> Path:
+    return out_dir / f"shard-{shard:05d}.safetensors"
+
+
+def generation_reads(ctx: StageContext, inputs: GenerateInputs) -> Iterator[list[Path]]:
+    """A shard run needs only the index tables of its shards, to skip those another host finished (a
+    finishing call already has its whole directory)."""
+    if ctx.shards is not None:
+        yield [shard_table(ctx.out_dir, s) for s in ctx.shards]
 
 
 def generate_candidates(ctx: StageContext, inputs: GenerateInputs) -> CandidatesRecord | None:
@@ -54,7 +68,7 @@ def generate_candidates(ctx: StageContext, inputs: GenerateInputs) -> Candidates
     config, layout, out_dir, prompts = ctx.config, ctx.layout, ctx.out_dir, inputs.prompts
     table = read_table(prompts.prompts.resolve(layout.root), required=("prompt_id", "prompt")).to_pydict()
     n_shards = shard_count(config, prompts)
-    todo = [s for s in ctx.wanted_shards(n_shards) if not _shard_table(out_dir, s).exists()]
+    todo = [s for s in ctx.wanted_shards(n_shards) if not shard_table(out_dir, s).exists()]
     if todo:
         conds = Conditioning.from_tensors(read_tensors(prompts.conds.resolve(layout.root)))
         denoisers = load_policy(config.model, layout.root, inputs.policy.checkpoint, ctx.device)
@@ -62,11 +76,11 @@ def generate_candidates(ctx: StageContext, inputs: GenerateInputs) -> Candidates
         counter = ProgressCounter(n_images, ctx.progress)
         for shard in todo:
             _generate_shard(ctx, denoisers, prompts, shard, table, conds, counter)
-    if not all(_shard_table(out_dir, s).exists() for s in range(n_shards)):
+    if not all(shard_table(out_dir, s).exists() for s in range(n_shards)):
         return None
     index = out_dir / "candidates.parquet"
     if not index.exists():
-        write_table(index, pa.concat_tables([read_table(_shard_table(out_dir, s)) for s in range(n_shards)]))
+        write_table(index, pa.concat_tables([read_table(shard_table(out_dir, s)) for s in range(n_shards)]))
     return CandidatesRecord(
         round=prompts.round, candidates=Artifact.of(layout.root, index), n_prompts=prompts.n_prompts,
         n_candidates=config.generate.n_candidates, shards_generated=len(todo), shards_reused=n_shards - len(todo),
@@ -82,14 +96,15 @@ def _generate_shard(ctx: StageContext, denoisers: Denoisers, prompts: PromptsRec
     seeds = [derive_seed("candidate", config.generate.seed, ids[r], i % n) for i, r in enumerate(expanded)]
     latents = sample_latents(denoisers.policy, bundle, conds.select(expanded), bundle.prompt_encoder.unconditional(),
                              seeds, config.generate.sampler, denoisers.dtype, on_batch=counter.advance)
-    latent_file = ctx.out_dir / f"shard-{shard:05d}.safetensors"
+    latent_file = shard_latents(ctx.out_dir, shard)
     # tensors of a shard without a table are an interrupted attempt: replace them
     write_tensors(latent_file, {"latents": latents.half()}, overwrite=True)
-    write_table(_shard_table(ctx.out_dir, shard), pa.Table.from_pylist([{
+    write_table(shard_table(ctx.out_dir, shard), pa.Table.from_pylist([{
         "prompt_id": ids[r], "prompt": texts[r], "candidate": i % n, "seed": seeds[i],
         "latent_file": ctx.layout.rel(latent_file), "latent_row": i,
         "cond_file": prompts.conds.path, "cond_row": r,
     } for i, r in enumerate(expanded)], schema=CANDIDATE_SCHEMA))
+    ctx.publish([latent_file, shard_table(ctx.out_dir, shard)])
 
 
 GENERATE = Stage(
@@ -99,5 +114,6 @@ GENERATE = Stage(
                                      "generate": config.generate.model_dump(mode="json")},
     code=("sail_core.algorithm.sampler",),
     shard_count=lambda config, inputs: shard_count(config, inputs.prompts),
+    reads=generation_reads,
     description="N candidates per prompt from the current model (latents kept)",
 )

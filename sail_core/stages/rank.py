@@ -1,18 +1,25 @@
 """Stage of a round: score every candidate with the implicit self-reward, pick one pair per prompt.
 
-Work follows the generation shards (the same prompts), so ranking can be spread over the same
-workers and an interrupted ranking resumes at the first unranked shard.
+Work follows the generation shards (the same prompts): ranking shard s reads generation shard s's
+table and latents directly. Its inputs are therefore the *generation's* inputs (its key names the
+generation stage it ranks), known before any candidate exists, so a shard run can generate and rank
+its shards in one go without waiting for the other hosts; an interrupted ranking resumes at the
+first unranked shard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from sail_core.algorithm.reward import implicit_rewards
 from sail_core.algorithm.selection import select_pair
+from sail_core.config import SailConfig
 from sail_core.data.pairs import SOURCE_SELF, pair_table, read_pairs
+from sail_core.errors import InputError
 from sail_core.io.tables import read_table, write_table
 from sail_core.io.tensors import ShardReader, read_tensors
 from sail_core.models.conditioning import Conditioning
@@ -20,18 +27,56 @@ from sail_core.models.denoisers import Denoisers, load_for_inference
 from sail_core.run.keys import model_settings
 from sail_core.run.layout import Artifact
 from sail_core.run.lineage import ModelRef
-from sail_core.run.records import CandidatesRecord, PairsRecord, PromptsRecord
+from sail_core.run.records import PairsRecord, PromptsRecord
+from sail_core.run.runner import prepare, stage_key
 from sail_core.run.stage import ProgressCounter, Stage, StageContext, StageInputs, round_group
-from sail_core.stages.generate import CANDIDATE_SCHEMA, shard_count
+from sail_core.stages.generate import (
+    CANDIDATE_SCHEMA,
+    GENERATE,
+    GenerateInputs,
+    shard_count,
+    shard_latents,
+    shard_table,
+)
 
 
 class RankInputs(StageInputs):
-    prompts: PromptsRecord
-    candidates: CandidatesRecord
-    policy: ModelRef
-    """ε_θ of Eq. 8: the model that generated the candidates."""
+    generation: GenerateInputs
+    """The generation stage whose candidates are ranked: its prompts, and its policy (ε_θ of Eq. 8, the
+    model that generated the candidates)."""
     judge: ModelRef
     """ε_ref of Eq. 8: the reference ``reward.reference`` names (``Lineage.judge``)."""
+
+    @property
+    def prompts(self) -> PromptsRecord:
+        return self.generation.prompts
+
+    @property
+    def policy(self) -> ModelRef:
+        return self.generation.policy
+
+
+def generation_dir(ctx: StageContext, inputs: RankInputs) -> Path:
+    return prepare(GENERATE, ctx.config, ctx.layout, inputs.generation).out_dir
+
+
+def rank_settings(config: SailConfig, inputs: RankInputs) -> dict[str, Any]:
+    """The candidates are named by the generation stage's key (its settings, inputs and code), which
+    stands for their content: generation is deterministic given its key."""
+    return {"model": model_settings(config), "reward": config.reward.model_dump(mode="json"),
+            "prompts_per_shard": config.generate.prompts_per_shard,
+            "generation": stage_key(GENERATE, config, inputs.generation).key}
+
+
+def ranking_reads(ctx: StageContext, inputs: RankInputs) -> Iterator[list[Path]]:
+    """A shard run: its own shards' pair tables (to skip what another host ranked), then the generation
+    tables and latents of the shards it still has to rank."""
+    if ctx.shards is None:  # a finishing call has its own directory; it only concatenates shard tables
+        return
+    yield [_pairs_shard(ctx.out_dir, s) for s in ctx.shards]
+    source = generation_dir(ctx, inputs)
+    yield [f for s in ctx.shards if not _pairs_shard(ctx.out_dir, s).exists()
+           for f in (shard_table(source, s), shard_latents(source, s))]
 
 
 def _rewards_shard(out_dir: Path, shard: int) -> Path:
@@ -47,24 +92,18 @@ def rank_candidates(ctx: StageContext, inputs: RankInputs) -> PairsRecord | None
     shard is ranked, write the round's rewards and pairs and return their record. A shard's pair
     table is written last, so a ranked shard is never ranked again."""
     config, layout, out_dir = ctx.config, ctx.layout, ctx.out_dir
-    table = read_table(inputs.candidates.candidates.resolve(layout.root),
-                       required=CANDIDATE_SCHEMA.names).to_pydict()
-    members: dict[str, list[int]] = {}
-    for i, pid in enumerate(table["prompt_id"]):
-        members.setdefault(pid, []).append(i)
-    prompt_ids = list(members)
-    per_shard = config.generate.prompts_per_shard
     n_shards = shard_count(config, inputs.prompts)
     todo = [s for s in ctx.wanted_shards(n_shards) if not _pairs_shard(out_dir, s).exists()]
     if todo:
+        source = generation_dir(ctx, inputs)
         conds = Conditioning.from_tensors(read_tensors(inputs.prompts.conds.resolve(layout.root)))
+        tables = {s: _candidates(source, s) for s in todo}
         denoisers = load_for_inference(config.model, layout.root, inputs.policy.checkpoint,
                                        inputs.judge.checkpoint, ctx.device)
-        n_candidates = sum(len(members[pid]) for s in todo for pid in prompt_ids[s * per_shard : (s + 1) * per_shard])
-        counter = ProgressCounter(n_candidates * config.reward.k_draws, ctx.progress)
+        counter = ProgressCounter(sum(len(t["prompt_id"]) for t in tables.values()) * config.reward.k_draws,
+                                  ctx.progress)
         for shard in todo:
-            _rank_shard(ctx, denoisers, table, members, conds, prompt_ids[shard * per_shard : (shard + 1) * per_shard],
-                        inputs.prompts.round, shard, counter)
+            _rank_shard(ctx, denoisers, tables[shard], conds, inputs.prompts.round, shard, counter)
     if not all(_pairs_shard(out_dir, s).exists() for s in range(n_shards)):
         return None
     rewards_file, pairs_file = out_dir / "rewards.parquet", out_dir / "pairs.parquet"
@@ -79,9 +118,20 @@ def rank_candidates(ctx: StageContext, inputs: RankInputs) -> PairsRecord | None
     )
 
 
-def _rank_shard(ctx: StageContext, denoisers: Denoisers, table: dict[str, list], members: dict[str, list[int]],
-                conds: Conditioning, chunk: list[str], round_index: int, shard: int, counter: ProgressCounter) -> None:
+def _candidates(generation: Path, shard: int) -> dict[str, list]:
+    table = shard_table(generation, shard)
+    if not table.exists():
+        raise InputError(f"generation shard {shard} is not finished; generate before ranking", file=table)
+    return read_table(table, required=CANDIDATE_SCHEMA.names).to_pydict()
+
+
+def _rank_shard(ctx: StageContext, denoisers: Denoisers, table: dict[str, list], conds: Conditioning,
+                round_index: int, shard: int, counter: ProgressCounter) -> None:
     config = ctx.config
+    members: dict[str, list[int]] = {}
+    for i, pid in enumerate(table["prompt_id"]):
+        members.setdefault(pid, []).append(i)
+    chunk = list(members)
     rows = [i for pid in chunk for i in members[pid]]
     latents = ShardReader(ctx.layout.root, "latents").gather([table["latent_file"][i] for i in rows],
                                                              [table["latent_row"][i] for i in rows]).float()
@@ -114,14 +164,15 @@ def _rank_shard(ctx: StageContext, denoisers: Denoisers, table: dict[str, list],
             "reward_w": reward[w], "reward_l": reward[lo], "p_win": chosen.p_win,
         })
     write_table(_pairs_shard(ctx.out_dir, shard), pair_table(pairs))
+    ctx.publish([_rewards_shard(ctx.out_dir, shard), _pairs_shard(ctx.out_dir, shard)])
 
 
 RANK = Stage(
     name="rank", inputs=RankInputs, record=PairsRecord, run=rank_candidates,
     group=lambda inputs: round_group(inputs.prompts.round),
-    settings=lambda config, inputs: {"model": model_settings(config), "reward": config.reward.model_dump(mode="json"),
-                                     "prompts_per_shard": config.generate.prompts_per_shard},
+    settings=rank_settings,
     code=("sail_core.algorithm.reward", "sail_core.algorithm.selection", "sail_core.algorithm.noising"),
     shard_count=lambda config, inputs: shard_count(config, inputs.prompts),
+    reads=ranking_reads,
     description="implicit self-reward of every candidate (Eq. 8-10); best vs worst per prompt",
 )

@@ -3,11 +3,17 @@
 Iteration 0 trains the pretrained base on the human seed pairs; round i > 0 trains the previous
 round's model on the round's mixed set (the paper: "the previous model as both init and reference").
 Step checkpoints live in ``out_dir/steps``: rerunning the stage into the same directory resumes from
-the last one. With ``runtime.train_processes > 1`` the work runs under ``accelerate launch``.
+the last one (with a remote store, the latest is pushed as it is saved, so any host resumes from
+it); the finished stage removes them. With ``runtime.train_processes > 1`` the work runs under ``accelerate launch``.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -44,6 +50,20 @@ def _spec_file(ctx: StageContext):
     return ctx.out_dir / "model.json"
 
 
+class CheckpointPublisher:
+    """A remote run keeps the latest step checkpoint in its store (and only that one), so training resumes
+    on another host; pushed at most every ``interval`` seconds (and the first one at once)."""
+
+    def __init__(self, ctx: StageContext, interval: float) -> None:
+        self.ctx, self.interval, self.last = ctx, interval, -math.inf
+
+    def __call__(self, path: Path) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.ctx.publish([path], prune=path.parent)
+            self.last = now
+
+
 def train_in_this_process(ctx: StageContext, inputs: TrainInputs) -> int:
     """Train and (on the main process) write the model; ``model.json``, written last, marks it done.
     Returns the step training resumed from (0 when it started afresh)."""
@@ -51,7 +71,8 @@ def train_in_this_process(ctx: StageContext, inputs: TrainInputs) -> int:
     train = train_config(config, inputs.round_index)
     denoisers = load_for_training(config.model, layout.root, inputs.init.checkpoint, ctx.device, seed=train.seed)
     dataset = PairDataset.from_file(inputs.pairs.resolve(layout.root), layout.root)
-    trainer = DpoTrainer(ctx.bundle, denoisers, dataset, train, ctx.out_dir / "steps", on_step=ctx.progress)
+    trainer = DpoTrainer(ctx.bundle, denoisers, dataset, train, ctx.out_dir / "steps", on_step=ctx.progress,
+                         on_checkpoint=CheckpointPublisher(ctx, config.runtime.checkpoint_push_seconds))
     result = trainer.train()
     accelerator = trainer.accelerator
     accelerator.wait_for_everyone()
@@ -70,12 +91,15 @@ def train_model(ctx: StageContext, inputs: TrainInputs) -> ModelRecord:
         processes = ctx.config.runtime.train_processes
         if processes > 1:
             launch = {"config": ctx.config.model_dump(mode="json"), "run_dir": str(ctx.layout.root),
-                      "inputs": inputs.model_dump(mode="json"), "out_dir": str(ctx.out_dir)}
+                      "inputs": inputs.model_dump(mode="json"), "out_dir": str(ctx.out_dir),
+                      "store": ctx.store.location if ctx.store is not None and ctx.store.remote else None}
             train_in_processes(launch, ctx.out_dir, processes,
                                train_config(ctx.config, inputs.round_index).mixed_precision,
                                worker_module="sail_core.stages.train_worker")
         else:
             resumed_from = train_in_this_process(ctx, inputs)
+    # step checkpoints are resume state: a finished training is its model and metrics
+    shutil.rmtree(ctx.out_dir / "steps", ignore_errors=True)
     checkpoint = UnetCheckpoint.load(_spec_file(ctx))
     root = ctx.layout.root
     weights = Artifact.of(root, root / (checkpoint.weights if checkpoint.kind == "full" else checkpoint.adapters[-1]))
@@ -89,6 +113,12 @@ def train_model(ctx: StageContext, inputs: TrainInputs) -> ModelRecord:
     )
 
 
+def training_reads(ctx: StageContext, inputs: TrainInputs) -> Iterator[list[str]]:
+    """The latents and conditioning files the pair table points into (seed, generation, real anchors)."""
+    table = read_table(inputs.pairs.resolve(ctx.layout.root), columns=["cond_file", "w_file", "l_file"])
+    yield sorted({f for column in table.columns for f in column.to_pylist()})
+
+
 def train_settings(config: SailConfig, inputs: TrainInputs) -> dict[str, Any]:
     model = config.model.model_dump(mode="json")
     return {"model": model_settings(config), "train_mode": model["train_mode"], "lora": model["lora"],
@@ -99,7 +129,7 @@ def train_settings(config: SailConfig, inputs: TrainInputs) -> dict[str, Any]:
 
 TRAIN = Stage(
     name="train", inputs=TrainInputs, record=ModelRecord, run=train_model,
-    group=lambda inputs: round_group(inputs.round_index), settings=train_settings,
+    group=lambda inputs: round_group(inputs.round_index), settings=train_settings, reads=training_reads,
     code=("sail_core.algorithm.dpo_loss", "sail_core.algorithm.noising", "sail_core.training.trainer",
           "sail_core.training.optim", "sail_core.training.pair_dataset", "sail_core.models.denoisers"),
     description="Diffusion-DPO from the previous model, which is also the reference",

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from sail_core.config import SailConfig
+from sail_core.io.remote import RunStore
 from sail_core.run.layout import RunLayout
 from sail_core.run.stage import StageContext
 from sail_core.stages.train import TrainInputs, train_in_this_process
@@ -23,7 +24,8 @@ def main(launch_file: str) -> None:
     if torch.cuda.is_available():  # each process trains on its own GPU
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"device": device})})
-    ctx = StageContext(config, RunLayout(spec["run_dir"]), Path(spec["out_dir"]))
+    store = RunStore(spec["store"], local=spec["run_dir"]) if spec.get("store") else None
+    ctx = StageContext(config, RunLayout(spec["run_dir"]), Path(spec["out_dir"]), store=store)
     train_in_this_process(ctx, TrainInputs.model_validate(spec["inputs"]))
 
 

@@ -18,9 +18,16 @@ from typing import Any
 
 import torch
 
+from sail_core.errors import InputError
+
 
 def train_in_processes(launch: dict[str, Any], out_dir: Path, processes: int, mixed_precision: str,
                        worker_module: str) -> None:
+    if torch.cuda.is_available() and processes > torch.cuda.device_count():
+        # one machine only (num_machines 1): an SDXL round's DPO is about a tenth of its GPU time on 8 GPUs
+        # (README, "DPO on one machine"), so the pool's other hosts only generate and rank
+        raise InputError(f"{processes} training processes but this host has {torch.cuda.device_count()} GPUs; "
+                         "Diffusion-DPO runs on the GPUs of one machine", parameter="runtime.train_processes")
     with tempfile.TemporaryDirectory(prefix="sail-launch-") as folder:
         launch_file = Path(folder) / "launch.json"
         launch_file.write_text(json.dumps(launch))

@@ -72,6 +72,7 @@ class DpoTrainer:
         steps_dir: str | Path,
         accelerator: Accelerator | None = None,
         on_step: ProgressFn | None = None,
+        on_checkpoint: Callable[[Path], None] | None = None,
     ) -> None:
         if len(dataset) == 0:
             raise ValueError("no pairs to train on")
@@ -83,6 +84,8 @@ class DpoTrainer:
         self.accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision,
                                                       cpu=bundle.device.type == "cpu")
         self.on_step = on_step
+        self.on_checkpoint = on_checkpoint
+        """Called with each step checkpoint once it is on disk (e.g. to push it to the run's store)."""
         world = self.accelerator.num_processes
         per_process = config.effective_batch_pairs // world
         if per_process * world != config.effective_batch_pairs or per_process % config.micro_batch_pairs:
@@ -188,7 +191,9 @@ class DpoTrainer:
                 self.on_step(step + 1, self.total_steps, metrics)
             done = step + 1 == self.total_steps
             if ((step + 1) % self.config.checkpoint_every == 0 or done) and self.accelerator.is_main_process:
-                save_checkpoint(self.steps_dir, self.denoisers.policy_unet, self.optimizer,
-                                TrainingState(step + 1, self.schedule.state_dict(), history),
-                                keep=self.config.keep_checkpoints)
+                saved = save_checkpoint(self.steps_dir, self.denoisers.policy_unet, self.optimizer,
+                                        TrainingState(step + 1, self.schedule.state_dict(), history),
+                                        keep=self.config.keep_checkpoints)
+                if self.on_checkpoint is not None:
+                    self.on_checkpoint(saved)
         return TrainResult(steps=self.total_steps, resumed_from=start, metrics=history)

@@ -3,7 +3,6 @@ import torch
 
 from sail_core.errors import ArtifactExistsError, InputError
 from sail_core.io.atomic import atomic_path, write_text
-from sail_core.io.remote import RunStore
 from sail_core.io.tensors import ShardReader, write_tensors
 from sail_core.models.tokenizer import build_clip_tokenizer
 
@@ -38,20 +37,3 @@ def test_clip_tokenizer_from_open_clip_vocabulary_matches_openai_ids(tmp_path):
     assert len(tokenizer) == 49408
     # ids of OpenAI CLIP's tokenizer (openai/clip-vit-large-patch14) for this text
     assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
-
-
-def test_remote_run_is_mirrored_through_a_local_working_copy(tmp_path):
-    location = "memory://sail-test-runs/run"
-    store = RunStore(location, local=tmp_path / "first")
-    stage = store.local / "round-01" / "mix-abc"
-    stage.mkdir(parents=True)
-    (stage / "mixed.parquet").write_bytes(b"pairs")
-    (store.local / "manifest.json").write_text("{}")
-    assert store.push(stage) == 1 and store.push("manifest.json") == 1
-
-    # a second machine (or a resumed run on a fresh one) pulls what the remote has, and only that
-    other = RunStore(location, local=tmp_path / "second")
-    assert other.pull() == 2
-    assert (other.local / "round-01" / "mix-abc" / "mixed.parquet").read_bytes() == b"pairs"
-    assert other.pull() == 0
-    assert RunStore(str(tmp_path / "plain")).push("anything") == 0  # a local run is its own store

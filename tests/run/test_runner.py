@@ -12,6 +12,7 @@ import pytest
 from sail_core.algorithm.judge import judge_reference
 from sail_core.config import load_config
 from sail_core.io.atomic import write_text
+from sail_core.io.remote import RunStore
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.run.bookkeeping import sidecar, stage_dir
 from sail_core.run.code_identity import code_digest, module_digest
@@ -153,3 +154,28 @@ def test_stage_directories_are_named_by_group_stage_and_key(world, tmp_path):
     layout = RunLayout(tmp_path)
     key = stage_key(ECHO, world, EchoInputs(word="ab"))
     assert stage_dir(layout, key) == tmp_path / "group" / f"echo-{key.key[:8]}"
+
+
+def test_a_run_in_a_store_is_finished_there_and_reused_elsewhere_without_its_data(world, tmp_path, monkeypatch):
+    location = "memory://runner-tests/remote"
+    monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "host-a"))
+    a = RunStore(location, local=tmp_path / "a")
+    record = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="ab"), a).execute()
+    held = set(a.listing())
+    assert {f"{record.out.path}/shard-0.txt", f"{record.out.path}/shard-1.txt", f"{record.out.path}.json"} == held
+
+    monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "host-b"))  # another host, nothing local
+    b = RunStore(location, local=tmp_path / "b")
+    assert prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="ab"), b).finished() == record
+    assert b.stats.files_down == 1 and not (b.local / record.out.path).exists()  # its record, not its data
+    # a stage downstream pulls exactly the upstream artifact it reads
+    prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="c", upstream=record.out), b).execute()
+    assert (b.local / record.out.path / "shard-1.txt").read_text() == "ababab"
+
+    # the store's copy is changed behind the run's back: set aside there, recomputed, same result
+    a.fs.pipe_file(a._pointer(f"{record.out.path}/shard-1.txt"), json.dumps({"sha256": "0" * 64, "size": 1}).encode())
+    prepared = prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="ab"), b)
+    assert prepared.finished() is None and prepared.set_aside.startswith(f"{location}/.changed/")
+    assert f"{record.out.path}/shard-0.txt" not in b.listing()
+    assert prepared.execute() == record
+    assert prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="ab"), b).finished() == record

@@ -11,8 +11,9 @@ from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import load_for_inference
 from sail_core.run.layout import RunLayout
 from sail_core.run.lineage import base_model
+from sail_core.run.runner import prepare
 from sail_core.run.stage import NoInputs
-from sail_core.stages import GenerateInputs, MixInputs, PromptsInputs, RankInputs, TrainInputs
+from sail_core.stages import GENERATE, GenerateInputs, MixInputs, PromptsInputs, RankInputs, TrainInputs
 from sail_core.stages.generate import generate_candidates
 from sail_core.stages.mix import mix_round
 from sail_core.stages.prompts import prepare_prompts
@@ -39,11 +40,12 @@ def test_one_round_end_to_end_and_reload(family, mode, tmp_path, request):
     assert seed.n_pairs == 8 and seed.n_ties == 8
     m0 = train_model(stage_ctx(config, layout, "r0", "train"), TrainInputs(round_index=0, pairs=seed.pairs, init=base))
     prompts = prepare_prompts(stage_ctx(config, layout, "r1", "prompts"), PromptsInputs(round_index=1, seed=seed))
-    candidates = generate_candidates(stage_ctx(config, layout, "r1", "gen"),
-                                     GenerateInputs(prompts=prompts, policy=m0.model))
+    generation = GenerateInputs(prompts=prompts, policy=m0.model)
+    # ranking reads the generation stage's own directory (its key names the candidates)
+    candidates = generate_candidates(stage_ctx(config, layout, layout.rel(prepare(GENERATE, config, layout,
+                                                                                  generation).out_dir)), generation)
     assert (candidates.n_prompts, candidates.n_candidates, candidates.shards_generated) == (4, 3, 2)
-    pairs = rank_candidates(stage_ctx(config, layout, "r1", "rank"),
-                            RankInputs(prompts=prompts, candidates=candidates, policy=m0.model, judge=base))
+    pairs = rank_candidates(stage_ctx(config, layout, "r1", "rank"), RankInputs(generation=generation, judge=base))
     self_pairs = read_pairs(pairs.pairs.resolve(layout.root)).to_pylist()
     rewards = read_table(pairs.rewards.resolve(layout.root)).to_pylist()
     for pair in self_pairs:  # best vs worst of each prompt's candidates, with rewards and p(win) kept
@@ -104,3 +106,28 @@ def test_round_prompts_must_not_reuse_earlier_prompts(tiny_sd15, tmp_path):
     fake = PromptsRecord(round=1, prompts=r2.prompts, conds=r2.conds, n_prompts=r2.n_prompts)
     with pytest.raises(InputError, match="already used by round 1"):
         prepare_prompts(stage_ctx(config, layout, "p2b"), PromptsInputs(round_index=2, seed=seed, earlier=(fake,)))
+
+
+def test_a_shard_run_generates_and_ranks_its_shards_with_one_model_load(tiny_sd15, tmp_path, monkeypatch):
+    from sail_core.models import denoisers
+    from sail_core.stages import RANK
+
+    config = tiny_config("sd15", tiny_sd15, standard_pickapic(tmp_path / "pap.parquet"), _pool(tmp_path / "pool.txt"))
+    layout = RunLayout(tmp_path / "run")
+    seed = prepare_seed(stage_ctx(config, layout, "seed"), NoInputs())
+    prompts = prepare_prompts(stage_ctx(config, layout, "prompts"), PromptsInputs(round_index=1, seed=seed))
+    generation = GenerateInputs(prompts=prompts, policy=base_model(config))
+    # ranking's inputs exist before any candidate does: a shard run gets both steps at once
+    ranking = RankInputs(generation=generation, judge=base_model(config))
+    loads = []
+    load_unet = denoisers.load_unet
+    monkeypatch.setattr(denoisers, "load_unet", lambda *args, **kwargs: loads.append(1) or load_unet(*args, **kwargs))
+    with denoisers.keep_inference_models():
+        for stage, inputs in ((GENERATE, generation), (RANK, ranking)):
+            assert prepare(stage, config, layout, inputs).execute(shards=[1]) is None
+    assert len(loads) == 1  # the policy, loaded by generation, is the one ranking scores with
+    rank_dir = prepare(RANK, config, layout, ranking).out_dir
+    assert [p.name for p in sorted(rank_dir.glob("pairs-*.parquet"))] == ["pairs-00001.parquet"]
+    for stage, inputs in ((GENERATE, generation), (RANK, ranking)):  # outside the block: each loads its own
+        prepare(stage, config, layout, inputs).execute(shards=[0])
+    assert len(loads) == 3

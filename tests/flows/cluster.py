@@ -1,0 +1,119 @@
+"""A Prefect server, a process work pool and workers as separate processes (each worker may act as its
+own host: its own working directory, cache and credentials), for tests and benchmarks of deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited in time (a loaded machine can be slow to shut down)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: int = 300) -> str:
+    proc = subprocess.run([PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """``prefect server start`` on a free port; returns the process and the environment that talks to it."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return proc, env
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(1)
+    stop(proc, 30)
+    raise TimeoutError((home / "server.log").read_text()[-3000:])
+
+
+def code_snapshot(dest: Path) -> Path:
+    """A git repository holding this working tree as one commit (tracked and new, unignored files): what
+    the deployments' git_clone pull step brings to the workers, uncommitted edits included."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    git = ["git", "-c", "user.name=sail-tests", "-c", "user.email=tests@localhost", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "snapshot"]):
+        subprocess.run([*git, *args], cwd=dest, check=True)
+    return dest
+
+
+def start_worker(env: dict, queue: str, name: str, home: Path, extra_env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen, object]:
+    """A worker as if on its own host: ``home`` is its working directory, HOME and sail cache; the code
+    comes from the deployment's pull step, not from this checkout (no PYTHONPATH)."""
+    home.mkdir(parents=True, exist_ok=True)
+    worker_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    worker_env.update(HOME=str(home), SAIL_CACHE_DIR=str(home / "cache"), **(extra_env or {}))
+    handle = open(home / f"worker-{name}.log", "w")
+    proc = subprocess.Popen([PREFECT, "worker", "start", "--pool", "sail-gpu", "--work-queue", queue, "--name", name,
+                             "--limit", "1"], env=worker_env, cwd=home, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, handle
+
+
+async def _wait(env: dict, flow_run_id: str, timeout: float):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        async with get_client() as client:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                run = await client.read_flow_run(flow_run_id)
+                if run.state is not None and run.state.is_final():
+                    children = await client.read_flow_runs()
+                    return run, [c for c in children if c.id != run.id]
+                await asyncio.sleep(2)
+    raise TimeoutError(f"flow run {flow_run_id} did not finish in {timeout} s")
+
+
+def wait(env: dict, flow_run_id: str, timeout: float):
+    """The finished flow run and every other flow run the server knows (its subflows and shard runs)."""
+    return asyncio.run(_wait(env, flow_run_id, timeout))
+
+
+def deployment_run(env: dict, deployment: str, *params: str) -> str:
+    args = [a for p in params for a in ("-p", p)]
+    out = cli(env, "deployment", "run", deployment, *args)
+    return next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
