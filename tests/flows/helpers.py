@@ -16,7 +16,8 @@ async def _task_states(flow_run_id) -> dict[str, str]:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
         ids = [flow_run_id] + [c.id for c in children]
         runs = await client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id={"any_": ids}))
-        return {r.name: r.state.name for r in runs if r.state is not None}
+        # a subflow call also leaves a task run named after the subflow in its parent: not a stage
+        return {r.name: r.state.name for r in runs if r.state is not None and not r.name.startswith("sail-round")}
 
 
 def task_states(flow_run_id) -> dict[str, str]:
@@ -48,12 +49,13 @@ async def _artifacts(key_prefix: str):
 
     async with get_client() as client:
         key = ArtifactFilterKey(like_=f"{key_prefix}%")
-        return await client.read_artifacts(artifact_filter=ArtifactFilter(key=key), sort=ArtifactSort.CREATED_ASC)
+        return await client.read_artifacts(artifact_filter=ArtifactFilter(key=key), sort=ArtifactSort.CREATED_DESC)
 
 
 def artifacts(key_prefix: str):
     """Every version of every artifact whose key starts with ``key_prefix``, oldest first."""
-    return [a for a in asyncio.run(_artifacts(key_prefix)) if a.key and a.key.startswith(key_prefix)]
+    newest_first = asyncio.run(_artifacts(key_prefix))  # Prefect 3.8 sorts artifacts newest first only
+    return [a for a in reversed(newest_first) if a.key and a.key.startswith(key_prefix)]
 
 
 async def _logs(flow_run_ids) -> list[str]:

@@ -106,7 +106,7 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
     assert first["bytes_down"] == inputs < everything / 2
     # each worker ran the deployed commit from its own clone (the pull step's), not this checkout
     for host in ("host-a", "host-b"):
-        code = re.findall(r"code: (\S+)", (root / host / f"worker-{host}.log").read_text())
+        code = re.findall(r" - code: (\S+)", (root / host / f"worker-{host}.log").read_text())
         assert code and all(Path(c).name.startswith("repository") and Path(c) != ROOT for c in code), code
 
     # the same run on local disk, unsharded: byte for byte the same artifacts

@@ -189,11 +189,12 @@ def test_a_failed_flow_leaves_nothing_pickled_in_prefect_storage(tmp_path):
     assert state.is_failed()
     written = [p for p in storage.rglob("*") if p.is_file() and p not in before]
     assert written, "Prefect writes a failed flow's exception to its result storage"
-    for path in written:  # each one a JSON record whose result is JSON: the exception's type and message
+    for path in written:  # each one JSON, not a pickle: the exception's type and message
         record = json.loads(path.read_text())
-        assert record["metadata"]["serializer"]["type"] == "json"
-        result = json.loads(record["result"])
-        assert result["__exc_type__"] in ("tasks.faults.InjectedFault", "prefect.exceptions.FailedRun")
+        if "metadata" in record:  # Prefect versions that wrap a result in a record with its serializer
+            assert record["metadata"]["serializer"]["type"] == "json"
+            record = json.loads(record["result"])
+        assert record["__exc_type__"] in ("tasks.faults.InjectedFault", "prefect.exceptions.FailedRun"), (path, record)
 
 
 def test_a_run_name_given_as_a_flow_parameter_cannot_escape_the_runs_directory(tmp_path):
