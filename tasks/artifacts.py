@@ -32,8 +32,10 @@ def publish_metrics(run_name: str, records: Sequence[EvalRecord], prompt_set: st
     """The metrics of every iteration so far: a table artifact (every number) and the paper-layout
     table of ``sail evaluate`` (mean ± 95% CI per metric, per-category columns, win rates)."""
     rows = iteration_rows(records)
-    # the UI takes a table's columns from its first row, and the base has no win rates: every row gets every column
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    # the UI takes a table's columns from its first row, and the base has no win rates: every row of every
+    # version gets every column, win rates included, in one order
+    keys = {k for row in rows for k in row} | {f"{m}_win_rate" for m in metric_names(records)}
+    columns = ["model", *sorted(keys - {"model"})]
     rows = [{k: (round(row[k], 5) if isinstance(row.get(k), float) else row.get(k)) for k in columns} for row in rows]
     create_table_artifact(key=f"sail-metrics-{run_key(run_name)}", table=rows,
                           description=f"SAIL metrics per iteration for run {run_name}")

@@ -101,7 +101,8 @@ class RunStore:
         path = Path(path)
         if path.is_absolute():
             path = path.resolve().relative_to(self.local.resolve())
-        return path.as_posix().strip("/")
+        rel = path.as_posix().strip("/")
+        return "" if rel == "." else rel  # the run's root: Path("") and the working copy itself are "."
 
     # ---- what the remote holds ------------------------------------------------------------------
 
