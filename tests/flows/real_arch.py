@@ -82,6 +82,15 @@ class RunCost:
                            for s in self.stages]}
 
 
+def report_cost(cost: RunCost) -> None:
+    """Print the cost table; with ``SAIL_REAL_ARCH_REPORT=<file>`` also append it there as a JSON line."""
+    print("\n" + cost.table())
+    path = os.environ.get("SAIL_REAL_ARCH_REPORT")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(cost.as_json()) + "\n")
+
+
 def write_aesthetic_head(path: Path, seed: int = 0) -> Path:
     from sail_core.evaluation.scorers.heads import LinearStackHead
 
@@ -134,16 +143,16 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        status = Path(f"/proc/{self.pid}/status")
         while not self._stop.is_set():
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.samples.append((time.time(), int(line.split()[1]) * 1024))
-                        break
-            except (FileNotFoundError, ProcessLookupError):
+            rss = self.rss()
+            if rss is None:
                 return
+            self.samples.append((time.time(), rss))
             self._stop.wait(self.interval)
+
+    def rss(self) -> int | None:
+        """The process's resident bytes now; None once it is gone."""
+        return _vm_rss(self.pid)
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -155,6 +164,40 @@ class RssSampler:
 
     def peak(self, start: float, end: float) -> int:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
+def _vm_rss(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return 0  # a zombie has no VmRSS line
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children.get(child, [])
+    return out
+
+
+class LargestDescendantRssSampler(RssSampler):
+    """The resident memory of the largest process under ``pid`` (a deployment's flow run runs in a
+    process its worker starts; the server and the workers beside it are a few hundred MB each)."""
+
+    def rss(self) -> int | None:
+        return max((r for p in _descendants(self.pid) if (r := _vm_rss(p)) is not None), default=0)
 
 
 def run_measured(argv: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[int, float, int, RssSampler]:

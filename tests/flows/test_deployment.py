@@ -76,15 +76,20 @@ def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(
     """`prefect deployment run sail-loop/sd15` with the data and the model passed as parameters. The
     parameter `overrides` replaces the deployment's own (8 shard workers, 8 training processes): it says
     what this machine has."""
-    from .real_arch import overrides
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from .real_arch import LargestDescendantRssSampler, RunCost, overrides, report_cost, stage_costs
 
     values = overrides("sd15", real_arch_models, real_arch_data)
-    started = time.monotonic()
-    flow_run_id = deployment_run(deployed, "sail-loop/sd15", "run_name=sd15-random", f"runs_dir={tmp_path}",
-                                 f"overrides={json.dumps(values)}")
-    run, _ = wait(deployed, flow_run_id, timeout=3600)
+    started = time.time()
+    with LargestDescendantRssSampler(os.getpid()) as sampler:  # the workers are this process's children
+        flow_run_id = deployment_run(deployed, "sail-loop/sd15", "run_name=sd15-random", f"runs_dir={tmp_path}",
+                                     f"overrides={json.dumps(values)}")
+        run, _ = wait(deployed, flow_run_id, timeout=3600)
     assert run.state.is_completed(), run.state.message
-    print(f"\nsd15 deployment run: {time.monotonic() - started:.0f} s from `prefect deployment run` to Completed")
+    with temporary_settings({PREFECT_API_URL: deployed["PREFECT_API_URL"]}):
+        stages = stage_costs(flow_run_id, sampler)
+    report_cost(RunCost("sd15-deployment", time.time() - started, sampler.peak(started, time.time()), stages))
     assert run.parameters["preset"] == "sd15" and run.parameters["overrides"] == values
     config = json.loads((tmp_path / "sd15-random" / "report" / "config.json").read_text())
     assert config["preset"] == "sd15" and config["model"]["source"] == str(real_arch_models.sd15)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gc
 import io
-import json
-import os
 import shutil
 from pathlib import Path
 
@@ -35,19 +33,11 @@ from sail_core.stages.generate import GenerateInputs
 from sail_core.stages.rank import RankInputs, rank_candidates
 
 from .helpers import task_states
-from .real_arch import overrides, run_flow
+from .real_arch import overrides, report_cost, run_flow
 
 pytestmark = [pytest.mark.flows, pytest.mark.real_arch]
 STAGES = {"evaluate-eval-base", "seed-seed", "train-round-00", "evaluate-eval-round-00", "prompts-round-01",
           "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01", "evaluate-eval-round-01"}
-
-
-def _report(cost) -> None:
-    print("\n" + cost.table())
-    path = os.environ.get("SAIL_REAL_ARCH_REPORT")
-    if path:
-        with open(path, "a") as handle:
-            handle.write(json.dumps(cost.as_json()) + "\n")
 
 
 def _recorded_images(run_dir: Path, evaluation: dict) -> np.ndarray:
@@ -101,7 +91,7 @@ def test_real_architecture_runs_the_sail_loop_and_every_round_reloads(family, re
 
     values = overrides(family, real_arch_models, real_arch_data)
     result, cost, flow_run_id = run_flow(family, family, tmp_path / "runs", values, tmp_path, PREFECT_API_URL.value())
-    _report(cost)
+    report_cost(cost)
     states = {name: state for name, state in task_states(flow_run_id).items() if not name.startswith("sail-round")}
     assert set(states) == STAGES and set(states.values()) == {"Completed"}
     config = load_config(family, values)
