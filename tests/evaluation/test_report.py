@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sail_cli.main import main
+from sail_cli.main import main as sail_main
 from sail_core.errors import InputError
 from sail_core.evaluation.report import ModelEvaluation, TableLayout, metrics_table, to_markdown, win_rate_table
 from sail_core.evaluation.run_report import write_models
@@ -49,6 +49,11 @@ MODELS = ["base", "round-00", "round-01", "again", "unet"]
 SCORERS = ["pickscore", "hpsv2"]
 CLI_SCORERS = ["--scorer", "pickscore", "--scorer", "hpsv2", "--scorer-source", "pickscore=random",
                "--scorer-source", "hpsv2=random"]
+
+
+def main(argv: list[str]) -> int:
+    """The CLI with ``--debug``: its errors propagate as exceptions, which these tests inspect."""
+    return sail_main(["--debug", *argv])
 
 
 def write_hpsv2(folder: Path, styles: dict[str, list[str]]) -> Path:

@@ -102,7 +102,8 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
                   f"uploaded {t['bytes_up']} bytes in {t['files_up']} files")
         print(f"{host} at the S3 server: {s3.counts[host]}")
     first = next(t for t in part0 if t["files_up"])
-    assert first["bytes_down"] == inputs < everything / 4
+    # exactly its inputs; at this size the policy UNet is about half of the whole run (SDXL: bench/store_traffic.py)
+    assert first["bytes_down"] == inputs < everything / 2
     # each worker ran the deployed commit from its own clone (the pull step's), not this checkout
     for host in ("host-a", "host-b"):
         code = re.findall(r"code: (\S+)", (root / host / f"worker-{host}.log").read_text())
