@@ -123,9 +123,11 @@ class DpoTrainer:
         noisy = add_noise(bundle.noise_scheduler, latents, noise, timesteps)
         target = training_target(bundle.noise_scheduler, latents, noise, timesteps)
         kwargs = bundle.unet_kwargs(Conditioning.cat([cond, cond]), torch.float32)
+        # the reference first: with LoRA both are views of one UNet, and gradient checkpointing reruns the
+        # policy's forward during backward, which must find the policy's adapters still active
+        reference = self.denoisers.reference(noisy, timesteps, **kwargs)
         with self.accelerator.autocast():
             prediction = self.denoisers.policy(noisy, timesteps, **kwargs)
-        reference = self.denoisers.reference(noisy, timesteps, **kwargs)
         mse_w, mse_l = per_sample_mse(prediction, target).chunk(2)
         ref_w, ref_l = per_sample_mse(reference, target).chunk(2)
         terms = dpo_loss(mse_w, mse_l, ref_w, ref_l, self.config.beta)

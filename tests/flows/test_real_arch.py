@@ -51,20 +51,21 @@ def _check_identities(run_dir: Path, models: list[ModelRef]) -> None:
     for init, model in zip(models, models[1:]):
         checkpoint = model.checkpoint
         saved = checkpoint.weights if checkpoint.kind == "full" else checkpoint.adapters[-1]
-        assert trained_model(checkpoint, Artifact.of(run_dir, run_dir / saved), init) == model, model.label
+        assert trained_model(checkpoint, Artifact.of(run_dir, run_dir / saved), init) == model, checkpoint.label
 
 
 def _check_rounds_reproduce(config: SailConfig, run_dir: Path, result: dict) -> None:
     bundle = load_bundle(config.model)
     models = [ModelRef(checkpoint=m["checkpoint"], identity=m["identity"]) for m in result["models"]]
-    assert [m.label for m in models] == ["base", "round-00", "round-01"]
+    labels = [m["label"] for m in result["models"]]  # the evaluations' labels, model by model
+    assert labels == ["base", "round-00", "round-01"]
     _check_identities(run_dir, models)
     evaluations = {e["label"]: e for e in result["evaluations"]}
     items = eval_items(*eval_prompts(config), config.eval)
-    for model in models[1:]:
+    for label, model in zip(labels[1:], models[1:]):
         denoisers = load_policy(config.model, run_dir, model.checkpoint)
         images = generate_eval_images(denoisers.policy, bundle, items, config.eval, denoisers.dtype)
-        assert np.array_equal(images, _recorded_images(run_dir, evaluations[model.label])), model.label
+        assert np.array_equal(images, _recorded_images(run_dir, evaluations[label])), label
         del denoisers
         gc.collect()
     # round 1 ranked its candidates with round-00 against its judge (``reward.reference``): the reloaded
