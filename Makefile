@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test clean
+.PHONY: install demo test real-arch clean
 
 install: $(VENV)/.installed
 
@@ -36,3 +36,8 @@ test: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The real SD1.5 and SDXL architectures (random weights) through the sail-loop flow and the sd15
+# deployment, on the CPU at 64 px; prints time and peak memory per stage. Needs about 21 GB of RAM.
+real-arch: install
+	$(BIN)/python -m pytest -q -s -m real_arch

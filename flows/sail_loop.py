@@ -27,6 +27,7 @@ from prefect import flow, tags
 from pydantic import BaseModel
 
 from sail_core.config import SailConfig, load_config
+from sail_core.preflight import preflight
 from sail_core.run.lineage import Lineage, ModelRef, base_model
 from sail_core.run.records import (
     CandidatesRecord,
@@ -51,7 +52,7 @@ from sail_core.stages import (
     real_generation_config,
 )
 from tasks.artifacts import publish_metrics, publish_samples
-from tasks.run import PipelineRun, hold_run, tag_flow_run
+from tasks.run import PipelineRun, hold_run, run_location, tag_flow_run
 
 
 def resolve_config(preset: str, config_file: str | None, rounds: int | None,
@@ -120,8 +121,11 @@ def sail_loop(
     ``runs_dir`` may be an fsspec URL; ``report_dir`` (inside the run) receives the metrics table,
     plot and sample grid, so several variants can share one run directory (and its cached stages);
     ``fault`` injects a failure for tests (``tasks.faults``). The run directory is locked while the flow
-    works in it (``sail_core.run.lock``)."""
+    works in it (``sail_core.run.lock``). Before any stage, the preflight (``sail_core.preflight``) checks that
+    the model, every data path, the device and the run directory are there."""
     config = resolve_config(preset, config_file, rounds, overrides)
+    # a missing file, device or permission fails here, in seconds, not stages later; never retried (an InputError)
+    preflight(config, run_location(runs_dir, run_name))
     with hold_run(runs_dir, run_name) as took_over, tags(*tag_flow_run(run_name)):
         run = PipelineRun.open(config, runs_dir, run_name, fault)
         if took_over:

@@ -16,7 +16,9 @@ def error_line(command: str, exc: BaseException) -> str:
     type and how to see where it came from."""
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, SailError):
-        return f"sail {command}: error: {message}"
+        # one line, except a list of problems (the preflight's), which keeps one line per problem
+        first, *problems = [line.rstrip() for line in str(exc).splitlines() if line.strip()] or [message]
+        return "\n".join([f"sail {command}: error: {' '.join(first.split())}", *problems])
     return f"sail {command}: error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
 
 

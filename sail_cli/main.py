@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate(sub)
 
+    from sail_cli.models import add_parser as add_models
+
+    add_models(sub)
+
     exp = sub.add_parser("experiment", help="run a multi-seed experiment spec (arms x seeds) and tabulate it")
     exp.add_argument("spec", help="an experiment YAML, e.g. experiments/world.yaml")
     exp.add_argument("--out", default="experiments/results", help="where tables and plots are written")

@@ -298,8 +298,9 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 class RuntimeConfig(_Strict):
     """Where and how stages run. Only ``train_processes`` can change results by design (it changes the
-    noise each process draws), so it is the only runtime setting in a cache key. ``threads`` and the
-    device change only the last bits of floating-point sums (see README, reproducibility)."""
+    noise each process draws), so it is the only runtime setting in a cache key. ``threads``, the
+    device, ``compile`` and ``channels_last`` change only the last bits of floating-point sums (see README,
+    reproducibility)."""
 
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
@@ -311,6 +312,14 @@ class RuntimeConfig(_Strict):
     sums are split, hence their last bits."""
     shard_workers: int = Field(0, ge=0)
     """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
+    compile: bool = False
+    """``torch.compile`` the UNets that sample (generation, evaluation) and rank; training stays eager.
+    Each new batch shape compiles once (about a minute for SD1.5 on a GPU, more for SDXL; a shard's
+    smaller last batch adds one), then runs faster. Outputs equal eager ones up to float rounding,
+    which is why this setting is in no cache key."""
+    channels_last: bool = False
+    """Store those UNets' convolution weights channels-last (NHWC), the layout GPU tensor cores
+    prefer (the usual companion of ``compile``); outputs equal up to float rounding."""
     checkpoint_push_seconds: float = Field(600.0, ge=0)
     """A run in a remote store pushes a training's latest step checkpoint (so another host resumes
     from it) at most this often: an SDXL step checkpoint is 10 GB."""

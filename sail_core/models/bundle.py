@@ -8,6 +8,7 @@ policy and a frozen reference.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditi
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from sail_core.config import DType, ModelConfig, SamplerConfig
+from sail_core.errors import InputError
 from sail_core.io.paths import local_path
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.codec import LatentCodec, PixelCodec, VaeCodec
@@ -76,8 +78,24 @@ class ModelBundle:
         return scheduler
 
 
+@contextmanager
+def _folder_errors(source: str, parameter: str):
+    """A file missing from a local folder is bad input, not a transient error: say so (the stage task retries
+    other errors, and diffusers reports a missing file as an OSError, as it does a lost connection)."""
+    try:
+        yield
+    except OSError as exc:
+        if not Path(source).is_dir():
+            raise
+        raise InputError(f"cannot load the model from the folder {source}: {exc}", parameter=parameter) from exc
+
+
 def load_bundle(config: ModelConfig, device: torch.device | str = "cpu") -> ModelBundle:
-    device = torch.device(device)
+    with _folder_errors(resolve_source(config), "model.source"):
+        return _load_bundle(config, torch.device(device))
+
+
+def _load_bundle(config: ModelConfig, device: torch.device) -> ModelBundle:
     source = resolve_source(config)
     kwargs = _pretrained_kwargs(config)
     dtype = torch_dtype(config.frozen_dtype)
@@ -99,8 +117,10 @@ def load_bundle(config: ModelConfig, device: torch.device | str = "cpu") -> Mode
         codec = PixelCodec()
     else:
         if config.vae_source:
-            vae = AutoencoderKL.from_pretrained(local_path(config.vae_source), torch_dtype=dtype, use_safetensors=True,
-                                                local_files_only=config.local_files_only)
+            vae_source = local_path(config.vae_source)
+            with _folder_errors(vae_source, "model.vae_source"):
+                vae = AutoencoderKL.from_pretrained(vae_source, torch_dtype=dtype, use_safetensors=True,
+                                                    local_files_only=config.local_files_only)
         else:
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **kwargs)
         codec = VaeCodec(vae.to(device).eval().requires_grad_(False))
@@ -122,8 +142,9 @@ def load_unet(
         unet = UNet2DConditionModel.from_pretrained(Path(run_dir) / checkpoint.weights, torch_dtype=dtype,
                                                     use_safetensors=True, local_files_only=True)
     else:
-        unet = UNet2DConditionModel.from_pretrained(resolve_source(config), subfolder="unet", torch_dtype=dtype,
-                                                    **_pretrained_kwargs(config))
+        with _folder_errors(resolve_source(config), "model.source"):
+            unet = UNet2DConditionModel.from_pretrained(resolve_source(config), subfolder="unet", torch_dtype=dtype,
+                                                        **_pretrained_kwargs(config))
     return unet.to(device)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
-from sail_core.config import ModelConfig
+from sail_core.config import ModelConfig, RuntimeConfig
 from sail_core.errors import InputError
 from sail_core.io.atomic import atomic_dir
 from sail_core.models.adapters import (
@@ -131,11 +131,28 @@ def keep_inference_models() -> Iterator[None]:
         _kept_unets = outer
 
 
+def prepare_for_inference(unet: UNet2DConditionModel, runtime: RuntimeConfig | None) -> UNet2DConditionModel:
+    """Apply ``runtime.channels_last`` and ``runtime.compile`` to a UNet that samples or ranks, in place.
+
+    ``nn.Module.compile`` keeps the module itself (its dtype, config and adapters stay reachable) and
+    routes its calls through ``torch.compile``; ``dynamic=False`` gives each batch shape its own
+    static graph, since stages use one batch size (and a shard's smaller last batch)."""
+    if runtime is None:
+        return unet
+    if runtime.channels_last:
+        unet.to(memory_format=torch.channels_last)
+    if runtime.compile:
+        unet.compile(dynamic=False)
+    return unet
+
+
 def _inference_unet(config: ModelConfig, checkpoint: UnetCheckpoint, run_dir: str | Path, dtype: torch.dtype,
-                    device: torch.device | str) -> UNet2DConditionModel:
-    """A frozen UNet for ``checkpoint``: full weights, or the base with the checkpoint's adapters loaded."""
+                    device: torch.device | str, runtime: RuntimeConfig | None) -> UNet2DConditionModel:
+    """A frozen UNet for ``checkpoint``: full weights, or the base with the checkpoint's adapters loaded;
+    compiled and channels-last as ``runtime`` asks."""
+    options = (runtime.compile, runtime.channels_last) if runtime is not None else (False, False)
     key = (config.model_dump_json(), str(Path(run_dir).resolve()), checkpoint.model_dump_json(), str(dtype),
-           str(device))
+           str(device), str(options))
     if _kept_unets is not None and key in _kept_unets:
         return _kept_unets[key]
     if checkpoint.kind == "full":
@@ -145,6 +162,7 @@ def _inference_unet(config: ModelConfig, checkpoint: UnetCheckpoint, run_dir: st
         for name, path in zip(adapter_names(len(checkpoint.adapters)), checkpoint.adapters):
             load_adapter(unet, name, Path(run_dir) / path)
         unet.to(device).requires_grad_(False)
+    unet = prepare_for_inference(unet, runtime)
     if _kept_unets is not None:
         _kept_unets[key] = unet
     return unet
@@ -156,15 +174,17 @@ def load_for_inference(
     policy: UnetCheckpoint,
     reference: UnetCheckpoint,
     device: torch.device | str = "cpu",
+    runtime: RuntimeConfig | None = None,
 ) -> Denoisers:
-    """Policy and reference for scoring (no gradients), in ``frozen_dtype``."""
+    """Policy and reference for scoring (no gradients), in ``frozen_dtype``; ``runtime`` may compile
+    them and make them channels-last (:func:`prepare_for_inference`)."""
     dtype = torch_dtype(config.frozen_dtype)
     if policy.kind == "full" or reference.kind == "full":
-        return TwoUnets(_inference_unet(config, policy, run_dir, dtype, device),
-                        _inference_unet(config, reference, run_dir, dtype, device))
+        return TwoUnets(_inference_unet(config, policy, run_dir, dtype, device, runtime),
+                        _inference_unet(config, reference, run_dir, dtype, device, runtime))
     _check_prefix(reference, policy)
     names = adapter_names(len(policy.adapters))
-    return AdapterViews(_inference_unet(config, policy, run_dir, dtype, device), names,
+    return AdapterViews(_inference_unet(config, policy, run_dir, dtype, device, runtime), names,
                         names[: len(reference.adapters)])
 
 
@@ -173,11 +193,13 @@ def load_policy(
     run_dir: str | Path,
     checkpoint: UnetCheckpoint,
     device: torch.device | str = "cpu",
+    runtime: RuntimeConfig | None = None,
 ) -> Denoisers:
     """Only the policy, for sampling: one UNet (LoRA: with its lineage's adapters active)."""
     if checkpoint.kind == "full":
-        return TwoUnets(_inference_unet(config, checkpoint, run_dir, torch_dtype(config.frozen_dtype), device), None)
-    return load_for_inference(config, run_dir, checkpoint, checkpoint, device)
+        return TwoUnets(_inference_unet(config, checkpoint, run_dir, torch_dtype(config.frozen_dtype), device,
+                                        runtime), None)
+    return load_for_inference(config, run_dir, checkpoint, checkpoint, device, runtime)
 
 
 def load_for_training(

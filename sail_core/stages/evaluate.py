@@ -79,7 +79,7 @@ def evaluate_model(ctx: StageContext, inputs: EvaluateInputs) -> EvalRecord:
     scores_file, summary_file = out_dir / "scores.parquet", out_dir / "summary.json"
     grid_file = out_dir / "grid.png"
     if not scores_file.exists():
-        denoisers = load_policy(config.model, layout.root, checkpoint, ctx.device)
+        denoisers = load_policy(config.model, layout.root, checkpoint, ctx.device, runtime=config.runtime)
         counter = ProgressCounter(len(items), ctx.progress)
         images = generate_eval_images(denoisers.policy, bundle, items, config.eval, denoisers.dtype, counter.advance)
         scorers = build_scorers(config.eval.scorers, bundle.device, config.eval.scorer_sources,

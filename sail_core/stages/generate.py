@@ -71,7 +71,7 @@ def generate_candidates(ctx: StageContext, inputs: GenerateInputs) -> Candidates
     todo = [s for s in ctx.wanted_shards(n_shards) if not shard_table(out_dir, s).exists()]
     if todo:
         conds = Conditioning.from_tensors(read_tensors(prompts.conds.resolve(layout.root)))
-        denoisers = load_policy(config.model, layout.root, inputs.policy.checkpoint, ctx.device)
+        denoisers = load_policy(config.model, layout.root, inputs.policy.checkpoint, ctx.device, runtime=config.runtime)
         n_images = sum(len(shard_rows(config, s, prompts.n_prompts)) for s in todo) * config.generate.n_candidates
         counter = ProgressCounter(n_images, ctx.progress)
         for shard in todo:

@@ -99,7 +99,7 @@ def rank_candidates(ctx: StageContext, inputs: RankInputs) -> PairsRecord | None
         conds = Conditioning.from_tensors(read_tensors(inputs.prompts.conds.resolve(layout.root)))
         tables = {s: _candidates(source, s) for s in todo}
         denoisers = load_for_inference(config.model, layout.root, inputs.policy.checkpoint,
-                                       inputs.judge.checkpoint, ctx.device)
+                                       inputs.judge.checkpoint, ctx.device, runtime=config.runtime)
         counter = ProgressCounter(sum(len(t["prompt_id"]) for t in tables.values()) * config.reward.k_draws,
                                   ctx.progress)
         for shard in todo:

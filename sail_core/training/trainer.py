@@ -123,9 +123,11 @@ class DpoTrainer:
         noisy = add_noise(bundle.noise_scheduler, latents, noise, timesteps)
         target = training_target(bundle.noise_scheduler, latents, noise, timesteps)
         kwargs = bundle.unet_kwargs(Conditioning.cat([cond, cond]), torch.float32)
+        # the reference first: with LoRA both are views of one UNet, and gradient checkpointing reruns the
+        # policy's forward during backward, which must find the policy's adapters still active
+        reference = self.denoisers.reference(noisy, timesteps, **kwargs)
         with self.accelerator.autocast():
             prediction = self.denoisers.policy(noisy, timesteps, **kwargs)
-        reference = self.denoisers.reference(noisy, timesteps, **kwargs)
         mse_w, mse_l = per_sample_mse(prediction, target).chunk(2)
         ref_w, ref_l = per_sample_mse(reference, target).chunk(2)
         terms = dpo_loss(mse_w, mse_l, ref_w, ref_l, self.config.beta)
@@ -157,6 +159,35 @@ class DpoTrainer:
         return error(f"training diverged at step {divergence.step}: {divergence.reason}. The weights of step "
                      f"{divergence.weights_of_step} are not trusted: {trust}{aside}. Lower the learning rate.")
 
+    def optimizer_step(self, step: int) -> dict[str, float]:
+        """Optimizer step ``step`` (0-based): its micro-batches' forward and backward, the gradient norm
+        (clipped), the divergence checks, the update; returns its metrics, averaged over micro-batches
+        and processes. Raises :class:`TrainingDivergedError` where the guard sees a divergence."""
+        params = self.denoisers.trainable_parameters()
+        parts = []
+        for micro in range(self.accumulation):
+            last = micro == self.accumulation - 1
+            with self.accelerator.no_sync(self.policy_module) if not last else contextlib.nullcontext():
+                parts.append(self._micro_step(step, micro))
+        # the norm before clipping, over every process's gradients (clipping to inf only measures it)
+        grad_norm = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm or math.inf)
+        metrics = {k: self.accelerator.gather(torch.stack([p[k] for p in parts]).mean()).mean().item()
+                   for k in parts[0]}
+        metrics["grad_norm"] = float(grad_norm)
+        # under fp16 loss scaling an overflowing step has inf gradients and is skipped: not a divergence
+        overflow = self.accelerator.scaler is not None and not math.isfinite(metrics["grad_norm"])
+        problem = self.guard.check_step(step + 1, metrics["loss"], None if overflow else metrics["grad_norm"])
+        if problem is not None:
+            raise self._diverged(problem)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        problem = self.guard.check_weights(step + 1, weight_norm(params))
+        if problem is not None:
+            raise self._diverged(problem)
+        metrics.update(step=step + 1, lr=self.schedule.get_last_lr()[0])
+        return metrics
+
     def train(self) -> TrainResult:
         params = list(self.denoisers.trainable_parameters())
         self.guard.initial_weight_norm = weight_norm(params)  # the init's, before a checkpoint replaces it
@@ -164,28 +195,7 @@ class DpoTrainer:
         self.guard.resume(history)
         self.policy_module.train()
         for step in range(start, self.total_steps):
-            parts = []
-            for micro in range(self.accumulation):
-                last = micro == self.accumulation - 1
-                with self.accelerator.no_sync(self.policy_module) if not last else contextlib.nullcontext():
-                    parts.append(self._micro_step(step, micro))
-            # the norm before clipping, over every process's gradients (clipping to inf only measures it)
-            grad_norm = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm or math.inf)
-            metrics = {k: self.accelerator.gather(torch.stack([p[k] for p in parts]).mean()).mean().item()
-                       for k in parts[0]}
-            metrics["grad_norm"] = float(grad_norm)
-            # under fp16 loss scaling an overflowing step has inf gradients and is skipped: not a divergence
-            overflow = self.accelerator.scaler is not None and not math.isfinite(metrics["grad_norm"])
-            problem = self.guard.check_step(step + 1, metrics["loss"], None if overflow else metrics["grad_norm"])
-            if problem is not None:
-                raise self._diverged(problem)
-            self.optimizer.step()
-            self.schedule.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            problem = self.guard.check_weights(step + 1, weight_norm(params))
-            if problem is not None:
-                raise self._diverged(problem)
-            metrics.update(step=step + 1, lr=self.schedule.get_last_lr()[0])
+            metrics = self.optimizer_step(step)
             history.append(metrics)
             if self.on_step is not None:
                 self.on_step(step + 1, self.total_steps, metrics)

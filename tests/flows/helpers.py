@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
 
 
-async def _task_states(flow_run_id) -> dict[str, str]:
+async def _task_runs(flow_run_id) -> dict:
     async with get_client() as client:
         # a round's tasks belong to its sail-round subflow: collect the parent's and the children's
         children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
@@ -17,12 +17,17 @@ async def _task_states(flow_run_id) -> dict[str, str]:
         ids = [flow_run_id] + [c.id for c in children]
         runs = await client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id={"any_": ids}))
         # a subflow call also leaves a task run named after the subflow in its parent: not a stage
-        return {r.name: r.state.name for r in runs if r.state is not None and not r.name.startswith("sail-round")}
+        return {r.name: r for r in runs if r.state is not None and not r.name.startswith("sail-round")}
+
+
+def task_runs(flow_run_id) -> dict:
+    """Every task run of a flow run (and of its subflows), by task run name."""
+    return asyncio.run(_task_runs(flow_run_id))
 
 
 def task_states(flow_run_id) -> dict[str, str]:
     """Final state name of every task run of a flow run (and of its subflows), by task run name."""
-    return asyncio.run(_task_states(flow_run_id))
+    return {name: run.state.name for name, run in task_runs(flow_run_id).items()}
 
 
 def tree_bytes(root: Path, skip: tuple[str, ...] = (".prefect",)) -> dict[str, bytes]:

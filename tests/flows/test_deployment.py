@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +68,37 @@ def test_generation_and_ranking_shard_across_gpu_queue_workers(deployed, tmp_pat
     round_dir = tmp_path / "fanout" / "round-01"
     assert len(list(next(round_dir.glob("generate-*/")).glob("shard-*.parquet"))) == 4
     assert len(list(next(round_dir.glob("rank-*/")).glob("pairs-*.parquet"))) == 4
+
+
+@pytest.mark.real_arch
+def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(deployed, real_arch_models,
+                                                                                real_arch_data, tmp_path):
+    """`prefect deployment run sail-loop/sd15` with the data and the model passed as parameters. The
+    parameter `overrides` replaces the deployment's own (8 shard workers, 8 training processes): it says
+    what this machine has."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from .real_arch import LargestDescendantRssSampler, RunCost, overrides, report_cost, stage_costs
+
+    values = overrides("sd15", real_arch_models, real_arch_data)
+    started = time.time()
+    with LargestDescendantRssSampler(os.getpid()) as sampler:  # the workers are this process's children
+        flow_run_id = deployment_run(deployed, "sail-loop/sd15", "run_name=sd15-random", f"runs_dir={tmp_path}",
+                                     f"overrides={json.dumps(values)}")
+        run, _ = wait(deployed, flow_run_id, timeout=3600)
+    assert run.state.is_completed(), run.state.message
+    with temporary_settings({PREFECT_API_URL: deployed["PREFECT_API_URL"]}):
+        stages = stage_costs(flow_run_id, sampler)
+    report_cost(RunCost("sd15-deployment", time.time() - started, sampler.peak(started, time.time()), stages))
+    assert run.parameters["preset"] == "sd15" and run.parameters["overrides"] == values
+    config = json.loads((tmp_path / "sd15-random" / "report" / "config.json").read_text())
+    assert config["preset"] == "sd15" and config["model"]["source"] == str(real_arch_models.sd15)
+    assert (config["runtime"]["shard_workers"], config["runtime"]["train_processes"]) == (0, 1)
+    table = (tmp_path / "sd15-random" / "report" / "metrics.txt").read_text()
+    for label in ("base", "round-00", "round-01"):
+        assert label in table
+    assert "clipscore" in table and "aesthetic" in table
+    shutil.rmtree(tmp_path / "sd15-random")  # 26 GB of checkpoints
 
 
 def test_worker_scripts_start_without_gpus_and_stop_only_their_own_workers(server, tmp_path):

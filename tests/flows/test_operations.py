@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from flows.sail_loop import sail_loop
+from tests.builders import write_pickapic
 
 from .conftest import TINY_WORLD
 from .helpers import artifacts, flow_logs, flow_runs, task_states, tree_bytes
@@ -206,15 +207,32 @@ def test_a_run_name_given_as_a_flow_parameter_cannot_escape_the_runs_directory(t
 
 
 def test_a_stage_error_is_one_line_on_the_terminal_and_a_traceback_in_the_prefect_logs(tmp_path):
-    seed = tmp_path / "seed.parquet"
-    seed.write_text("caption,jpg_0\nnot,parquet\n")
+    # a readable Pick-a-Pic file (the preflight reads schemas only) with a label that is no preference
+    seed = write_pickapic(tmp_path / "seed.parquet", [f"a picture of thing {i}" for i in range(20)],
+                          [(1.0, 0.0)] * 19 + [(0.7, 0.3)])
     proc = _sail_run(tmp_path / "runs", "bad-seed", overrides={**TINY_WORLD, "seed_data.pairs": [str(seed)]})
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"sail run: error: file {seed}: not a readable Parquet file (Parquet magic bytes not found in footer. "
-        "Either the file is corrupted or this is not a parquet file.)")
+        f"sail run: error: file {seed}, row 19, column 'label_0': labels (0.7, 0.3) are not a preference "
+        "(1,0), (0,1) or a tie (0.5,0.5)")
     assert any("Traceback" in m and "InputError" in m for m in flow_logs(_flow_run_named("bad-seed").id))
+
+
+def test_a_run_that_cannot_start_says_so_before_any_stage_one_line_per_problem(tmp_path):
+    seed = tmp_path / "seed.parquet"
+    seed.write_text("caption,jpg_0\nnot,parquet\n")
+    proc = _sail_run(tmp_path / "runs", "no-start", overrides={
+        **TINY_WORLD, "seed_data.pairs": [str(seed)], "eval.prompts": [str(tmp_path / "eval.txt")]})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-3:] == [
+        "sail run: error: the run cannot start (2 problem(s)):",
+        f"  - seed_data.pairs: file {seed}: not a readable Parquet file (Parquet magic bytes not found in footer. "
+        "Either the file is corrupted or this is not a parquet file.)",
+        f"  - eval.prompts ({tmp_path / 'eval.txt'}): file {tmp_path / 'eval.txt'}: prompt file or folder does not "
+        "exist"]
+    assert not any((tmp_path / "runs" / "no-start").glob("*/"))  # no stage wrote anything
 
 
 def test_dropped_prompts_are_counted_in_the_log(tmp_path):

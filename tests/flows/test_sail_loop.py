@@ -14,7 +14,7 @@ import pytest
 from flows.sail_loop import sail_loop
 
 from .conftest import TINY_WORLD
-from .helpers import task_states, tree_bytes
+from .helpers import task_runs, task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 
@@ -129,3 +129,29 @@ def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp
     mix = json.loads(next((tmp_path / "sail-real" / "round-01").glob("mix-*.json")).read_text())["record"]
     # 8 self pairs at 25% make a set of 32: 8 real ≻ perturbed, 16 human
     assert mix["counts"] == {"self": 8, "real-perturbed": 8, "human": 16}
+
+
+def test_a_missing_input_fails_the_run_before_any_stage_with_one_line_per_problem(tmp_path):
+    from sail_core.errors import InputError
+
+    state = _run(tmp_path / "runs", "missing", **{"eval.prompts": [f"text:{tmp_path / 'eval.txt'}"]})
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, InputError)
+    lines = str(error).splitlines()
+    assert lines[0] == "the run cannot start (1 problem(s)):"
+    assert lines[1].startswith(f"  - eval.prompts (text:{tmp_path / 'eval.txt'}): ") and len(lines) == 2
+    assert task_states(state.state_details.flow_run_id) == {}  # nothing ran
+
+
+def test_bad_input_found_inside_a_stage_is_not_retried(tmp_path):
+    from tests.builders import write_pickapic
+
+    # a readable Pick-a-Pic file (the preflight reads schemas only) with a label that is no preference
+    labels = [(1.0, 0.0)] * 19 + [(0.7, 0.3)]
+    broken = write_pickapic(tmp_path / "pairs.parquet", [f"a picture of thing {i}" for i in range(20)], labels)
+    state = _run(tmp_path / "runs", "broken", **{"seed_data.pairs": [str(broken)]})
+    assert state.is_failed()
+    seed = task_runs(state.state_details.flow_run_id)["seed-seed"]
+    assert seed.state.name == "Failed" and seed.run_count == 1  # an InputError is not retried (stages retry twice)
+    assert "row 19" in seed.state.message

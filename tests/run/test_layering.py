@@ -22,6 +22,7 @@ FLOORS = [
     ("sail_core.run",),
     ("sail_core.evaluation",),
     ("sail_core.stages",),
+    ("sail_core.preflight",),
     ("sail_core.experiments",),
     ("sail_core.world",),
 ]

@@ -71,6 +71,22 @@ def test_interrupted_and_resumed_training_matches_an_uninterrupted_run(seeded, t
     assert [c.name for c in list_checkpoints(tmp_path / "resumed")] == ["step-000004", "step-000005"]
 
 
+def test_lora_with_gradient_checkpointing_trains_as_without_it(seeded, tmp_path):
+    """Policy and reference are adapter views of one UNet: the checkpointed policy forward that backward
+    reruns must see the policy's adapters, whichever view ran last (SDXL's preset: LoRA, checkpointing)."""
+    runs = {}
+    for checkpointing in (False, True):
+        train = TrainConfig(effective_batch_pairs=4, micro_batch_pairs=2, max_steps=2, learning_rate=1e-3,
+                            warmup_steps=0, gradient_checkpointing=checkpointing)
+        trainer, denoisers = _train(seeded, tmp_path / str(checkpointing), train, mode="lora")
+        runs[checkpointing] = (trainer.train().metrics, dict(denoisers.policy_unet.named_parameters()))
+    (plain_metrics, plain), (ckpt_metrics, ckpt) = runs[False], runs[True]
+    assert [m["loss"] for m in ckpt_metrics] == pytest.approx([m["loss"] for m in plain_metrics], rel=1e-5)
+    assert plain_metrics[1]["loss"] != plain_metrics[0]["loss"]  # the adapters trained
+    for name, value in plain.items():
+        torch.testing.assert_close(ckpt[name], value, rtol=1e-5, atol=1e-6)
+
+
 def test_first_step_loss_is_log2_and_lr_warms_up(seeded, tmp_path):
     train = TrainConfig(effective_batch_pairs=4, micro_batch_pairs=4, max_steps=2, learning_rate=1e-3,
                         warmup_steps=2)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# SAIL's three hot loops on the real SD1.5 / SDXL architectures on one NVIDIA GPU, in at most 8 minutes.
+#
+#   bench/gpu_check.sh              # on the GPU machine (bench/README.md: how to get there, what to carry)
+#   bench/gpu_check.sh --dry-run    # tiny shapes on the CPU, the same code path (tests/bench runs it)
+#
+# 1. says what is there: python, torch and CUDA, nvidia-smi;
+# 2. installs, from the wheels carried in bench/wheelhouse (bench/make_wheelhouse.sh), only what the
+#    check imports and the machine lacks (python -m bench.gpu_env plan), into a scratch folder;
+# 3. runs python -m bench.gpu_check, unbuffered, within the time left: JSON lines under
+#    $RESULTS_DIR (bench/results) and $OUT, a summary table at the end; the whole log to
+#    $OUT/gpu_check.log (or $RESULTS_DIR/gpu-check-<time>.log).
+# Options after the script's name go to bench.gpu_check (python -m bench.gpu_check --help).
+# Environment: PYTHON (python3), WHEELHOUSE (bench/wheelhouse), RESULTS_DIR (bench/results),
+# GPU_CHECK_LIMIT_S (480: the whole script's limit), GPU_CHECK_SITE (where wheels go).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+read -r -a PY <<<"${PYTHON:-python3}"
+WHEELHOUSE=${WHEELHOUSE:-bench/wheelhouse}
+RESULTS_DIR=${RESULTS_DIR:-bench/results}
+LIMIT_S=${GPU_CHECK_LIMIT_S:-480}
+SITE=${GPU_CHECK_SITE:-/tmp/sail-gpu-check-site}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error \
+  DIFFUSERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
+mkdir -p "$RESULTS_DIR"
+kind=gpu-check; for arg in "$@"; do [ "$arg" = --dry-run ] && kind=gpu-check-dry-run; done
+if [ -n "${OUT:-}" ]; then log=$OUT/gpu_check.log; else log=$RESULTS_DIR/$kind-$(date -u +%Y%m%dT%H%M%SZ).log; fi
+
+say() { echo "gpu_check.sh: $*"; }
+
+main() {
+  say "started $(date -u +%FT%TZ) in $PWD; limit ${LIMIT_S} s; log $log"
+  say "python: $("${PY[@]}" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
+  else
+    say "nvidia-smi: not found"
+  fi
+  "${PY[@]}" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "available:", torch.cuda.is_available())' \
+    || { say "stopping: torch does not import"; return 3; }
+
+  local wheels
+  wheels=$("${PY[@]}" -m bench.gpu_env plan "$WHEELHOUSE") || { say "stopping: a package is missing (MISSING lines above)"; return 3; }
+  if [ -n "$wheels" ]; then
+    say "installing $(echo "$wheels" | wc -l) wheel(s) into $SITE"
+    # shellcheck disable=SC2086  # one path a line, no spaces in wheel names
+    "${PY[@]}" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $wheels \
+      || { say "stopping: pip install from $WHEELHOUSE failed"; return 4; }
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  "${PY[@]}" -m bench.gpu_env verify || { say "stopping: an import fails (FAILED lines above)"; return 5; }
+
+  local left=$((LIMIT_S - SECONDS - 15))
+  say "measuring: ${left} s left"
+  # the budget only stops new measurements from starting; timeout ends one still running at the limit
+  timeout --kill-after=10 "$left" "${PY[@]}" -m bench.gpu_check --budget-s $((left - 20)) --out-dir "$RESULTS_DIR" "$@"
+  local rc=$?
+  if [ $rc = 124 ] || [ $rc = 137 ]; then
+    say "stopped at the time limit; the records written so far:"
+    local latest
+    latest=$(ls -t "$RESULTS_DIR"/gpu-check-*.jsonl 2>/dev/null | head -n 1)
+    [ -n "$latest" ] && "${PY[@]}" -m bench.gpu_check --summarize "$latest"
+  fi
+  say "finished after ${SECONDS} s with status $rc"
+  return $rc
+}
+
+main "$@" 2>&1 | tee -a "$log"
+exit "${PIPESTATUS[0]}"
