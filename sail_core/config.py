@@ -93,6 +93,43 @@ class RewardConfig(_Strict):
     batch_size: int = Field(32, gt=0)
     timestep_range: tuple[int, int] | None = None
     """Half-open [lo, hi) range of t for the draws; None = the whole training range."""
+    estimator: Literal["fixed", "sequential"] = "fixed"
+    """How many draws a prompt's candidates get (``sail_core.algorithm.ranking``): ``fixed``, K =
+    ``k_draws`` for every prompt (the paper's); ``sequential``, blocks of ``block_draws`` until the
+    best and the worst candidate are settled at ``confidence`` (``sail_core.algorithm.sequential``),
+    at most ``k_max`` draws."""
+    k_max: int = Field(20, gt=0)
+    """Sequential: the cap on a prompt's draws (a multiple of ``block_draws``)."""
+    block_draws: int = Field(2, gt=0)
+    """Sequential: draws per block; the stopping rule looks after each block."""
+    confidence: float = Field(0.9, gt=0.0, lt=1.0)
+    """Sequential: 1 − α of the simultaneous statement "no other candidate's reward is above the chosen
+    best's, or below the chosen worst's, by more than ``indifference``"."""
+    indifference: float = Field(0.0, ge=0.0)
+    """Sequential: δ, in reward units (log-odds of Eq. 9): candidates whose rewards differ by less are
+    not worth more draws to tell apart."""
+    stratified: bool = False
+    """Each block's (or the fixed K's) timesteps come one from each of equal strata of the range."""
+    antithetic: bool = False
+    """Draws come in pairs (t, ε), (t, −ε) (blocks and K must then be even)."""
+
+    @model_validator(mode="after")
+    def _estimator_fits(self) -> RewardConfig:
+        if self.estimator == "sequential":
+            if not self.common_random_numbers:
+                raise ValueError("reward.estimator=sequential compares candidates on shared draws: it needs "
+                                 "reward.common_random_numbers=true")
+            if self.selection != "best_worst":
+                raise ValueError("reward.estimator=sequential settles the best and the worst candidate: it needs "
+                                 "reward.selection=best_worst")
+            if self.k_max % self.block_draws or self.k_max < 2 * self.block_draws:
+                raise ValueError(f"reward.k_max ({self.k_max}) must be a multiple of reward.block_draws "
+                                 f"({self.block_draws}) and hold at least two blocks")
+        draws = self.block_draws if self.estimator == "sequential" else self.k_draws
+        if self.antithetic and draws % 2:
+            name = "reward.block_draws" if self.estimator == "sequential" else "reward.k_draws"
+            raise ValueError(f"reward.antithetic draws come in pairs: {name} ({draws}) must be even")
+        return self
 
 
 class MixupConfig(_Strict):

@@ -28,8 +28,14 @@ PAIR_SCHEMA = pa.schema([
     ("reward_w", pa.float64()),
     ("reward_l", pa.float64()),
     ("p_win", pa.float64()),
+    ("draws", pa.int32()),
+    ("stop_reason", pa.string()),
 ])
 PAIR_COLUMNS = tuple(PAIR_SCHEMA.names)
+RANKING_COLUMNS = ("draws", "stop_reason")
+"""Self pairs only (null for other sources): the (t, ε) draws each of the prompt's candidates got and why
+its ranking stopped (``sail_core.algorithm.sequential``). Tables written before these columns read as null."""
+REQUIRED_PAIR_COLUMNS = tuple(c for c in PAIR_COLUMNS if c not in RANKING_COLUMNS)
 
 SOURCE_HUMAN = "human"
 SOURCE_SELF = "self"
@@ -44,4 +50,8 @@ def pair_table(rows: Sequence[dict]) -> pa.Table:
 
 
 def read_pairs(path: str | Path) -> pa.Table:
-    return read_table(path, required=PAIR_COLUMNS).select(PAIR_COLUMNS).cast(PAIR_SCHEMA)
+    table = read_table(path, required=REQUIRED_PAIR_COLUMNS)
+    for name in RANKING_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, PAIR_SCHEMA.field(name).type))
+    return table.select(PAIR_COLUMNS).cast(PAIR_SCHEMA)

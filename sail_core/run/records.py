@@ -59,6 +59,10 @@ class PairsRecord(Record):
     pairs: Artifact
     n_pairs: int
     mean_p_win: float
+    unet_passes: int = 0
+    """UNet passes the ranking made (2 per candidate and draw: policy and reference)."""
+    mean_draws: float = 0.0
+    """(t, ε) draws per candidate, averaged over the round's candidates."""
 
 
 class MixRecord(Record):

@@ -4,7 +4,12 @@ Work follows the generation shards (the same prompts): ranking shard s reads gen
 table and latents directly. Its inputs are therefore the *generation's* inputs (its key names the
 generation stage it ranks), known before any candidate exists, so a shard run can generate and rank
 its shards in one go without waiting for the other hosts; an interrupted ranking resumes at the
-first unranked shard.
+first unranked shard. How many (t, ε) draws each prompt gets is ``reward.estimator``'s choice
+(``sail_core.algorithm.ranking``); every candidate's draws and its prompt's stopping reason are
+recorded in ``rewards.parquet``, each pair's in ``pairs.parquet``, and the round's UNet passes in
+the record. Progress counts UNet passes: its total starts at the cap (``k_max`` or K draws for every
+candidate) and shrinks by the passes a prompt that stops early will not make, so it ends at the
+passes made.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sail_core.algorithm.reward import implicit_rewards
+from sail_core.algorithm.ranking import PASSES_PER_DRAW, planned_passes, rank_rewards
 from sail_core.algorithm.selection import select_pair
 from sail_core.config import SailConfig
 from sail_core.data.pairs import SOURCE_SELF, pair_table, read_pairs
@@ -100,8 +105,8 @@ def rank_candidates(ctx: StageContext, inputs: RankInputs) -> PairsRecord | None
         tables = {s: _candidates(source, s) for s in todo}
         denoisers = load_for_inference(config.model, layout.root, inputs.policy.checkpoint,
                                        inputs.judge.checkpoint, ctx.device, runtime=config.runtime)
-        counter = ProgressCounter(sum(len(t["prompt_id"]) for t in tables.values()) * config.reward.k_draws,
-                                  ctx.progress)
+        n_candidates = sum(len(t["prompt_id"]) for t in tables.values())
+        counter = ProgressCounter(planned_passes(config.reward, n_candidates), ctx.progress)
         for shard in todo:
             _rank_shard(ctx, denoisers, tables[shard], conds, inputs.prompts.round, shard, counter)
     if not all(_pairs_shard(out_dir, s).exists() for s in range(n_shards)):
@@ -112,9 +117,11 @@ def rank_candidates(ctx: StageContext, inputs: RankInputs) -> PairsRecord | None
                     overwrite=True)
         write_table(pairs_file, pa.concat_tables([read_pairs(_pairs_shard(out_dir, s)) for s in range(n_shards)]))
     pairs = read_pairs(pairs_file).column("p_win").to_pylist()
+    draws = read_table(rewards_file, required=["draws"]).column("draws").to_pylist()
     return PairsRecord(
         round=inputs.prompts.round, rewards=Artifact.of(layout.root, rewards_file),
         pairs=Artifact.of(layout.root, pairs_file), n_pairs=len(pairs), mean_p_win=sum(pairs) / max(1, len(pairs)),
+        unet_passes=PASSES_PER_DRAW * sum(draws), mean_draws=sum(draws) / max(1, len(draws)),
     )
 
 
@@ -123,6 +130,14 @@ def _candidates(generation: Path, shard: int) -> dict[str, list]:
     if not table.exists():
         raise InputError(f"generation shard {shard} is not finished; generate before ranking", file=table)
     return read_table(table, required=CANDIDATE_SCHEMA.names).to_pydict()
+
+
+def _count_passes(counter: ProgressCounter):
+    """The estimator's ``(done, dropped)`` on the stage's counter: dropped passes leave its total."""
+    def on_passes(done: int, dropped: int) -> None:
+        counter.total -= dropped
+        counter.advance(done)
+    return on_passes
 
 
 def _rank_shard(ctx: StageContext, denoisers: Denoisers, table: dict[str, list], conds: Conditioning,
@@ -136,18 +151,21 @@ def _rank_shard(ctx: StageContext, denoisers: Denoisers, table: dict[str, list],
     latents = ShardReader(ctx.layout.root, "latents").gather([table["latent_file"][i] for i in rows],
                                                              [table["latent_row"][i] for i in rows]).float()
     position = {pid: g for g, pid in enumerate(chunk)}
-    estimate = implicit_rewards(
+    ranking = rank_rewards(
         denoisers, ctx.bundle, latents, conds.select([table["cond_row"][members[pid][0]] for pid in chunk]),
         [position[table["prompt_id"][i]] for i in rows], [("judge", pid) for pid in chunk], config.reward,
-        counter.advance,
+        _count_passes(counter),
     )
-    reward = dict(zip(rows, estimate.rewards.tolist()))
+    reward = dict(zip(rows, ranking.rewards.tolist()))
+    draws = dict(zip(rows, ranking.draws.tolist()))
+    reason = dict(zip(chunk, ranking.stop_reasons))
     write_table(_rewards_shard(ctx.out_dir, shard), pa.table({
         "prompt_id": [table["prompt_id"][i] for i in rows], "prompt": [table["prompt"][i] for i in rows],
         "candidate": [table["candidate"][i] for i in rows], "latent_file": [table["latent_file"][i] for i in rows],
-        "latent_row": [table["latent_row"][i] for i in rows], "reward": estimate.rewards.numpy(),
-        "policy_error": estimate.policy_error.mean(dim=1).double().numpy(),
-        "reference_error": estimate.reference_error.mean(dim=1).double().numpy(),
+        "latent_row": [table["latent_row"][i] for i in rows], "reward": ranking.rewards.numpy(),
+        "policy_error": ranking.policy_error.numpy(), "reference_error": ranking.reference_error.numpy(),
+        "draws": pa.array(ranking.draws.numpy(), pa.int32()),
+        "stop_reason": [reason[table["prompt_id"][i]] for i in rows],
     }), overwrite=True)
     pairs = []
     for pid in chunk:
@@ -162,6 +180,7 @@ def _rank_shard(ctx: StageContext, denoisers: Denoisers, table: dict[str, list],
             "w_file": table["latent_file"][w], "w_row": table["latent_row"][w],
             "l_file": table["latent_file"][lo], "l_row": table["latent_row"][lo],
             "reward_w": reward[w], "reward_l": reward[lo], "p_win": chosen.p_win,
+            "draws": draws[w], "stop_reason": reason[pid],
         })
     write_table(_pairs_shard(ctx.out_dir, shard), pair_table(pairs))
     ctx.publish([_rewards_shard(ctx.out_dir, shard), _pairs_shard(ctx.out_dir, shard)])
@@ -171,7 +190,8 @@ RANK = Stage(
     name="rank", inputs=RankInputs, record=PairsRecord, run=rank_candidates,
     group=lambda inputs: round_group(inputs.prompts.round),
     settings=rank_settings,
-    code=("sail_core.algorithm.reward", "sail_core.algorithm.selection", "sail_core.algorithm.noising"),
+    code=("sail_core.algorithm.ranking", "sail_core.algorithm.sequential", "sail_core.algorithm.draws",
+          "sail_core.algorithm.reward", "sail_core.algorithm.selection", "sail_core.algorithm.noising"),
     shard_count=lambda config, inputs: shard_count(config, inputs.prompts),
     reads=ranking_reads,
     description="implicit self-reward of every candidate (Eq. 8-10); best vs worst per prompt",
