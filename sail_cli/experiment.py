@@ -13,12 +13,13 @@ from typing import Any
 
 from sail_core.config import SailConfig, load_config
 from sail_core.evaluation.scoring import build_scorers, score_images
-from sail_core.experiments.aggregate import markdown_table, summarize_over_seeds, write_results
+from sail_core.experiments.aggregate import markdown_table, results_table, summarize_over_seeds, write_results
 from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
-from sail_core.experiments.plots import plot_trajectories
+from sail_core.experiments.plots import plot_tradeoff, plot_trajectories
+from sail_core.experiments.ranking import ranking_agreement, round_one_candidates
 from sail_core.experiments.spec import ExperimentSpec, seed_overrides
 from sail_core.io.atomic import write_text
-from sail_core.io.tables import read_table
+from sail_core.io.tables import read_table, write_table
 from sail_core.models.bundle import cached_bundle
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.run.records import CandidatesRecord, PromptsRecord
@@ -76,19 +77,34 @@ def _analyses(spec: ExperimentSpec, seed: int, results: dict[str, dict], rows: l
     return accuracy, agreement
 
 
+def _ranking(spec: ExperimentSpec, seed: int, runs_dir: str) -> list[dict]:
+    """The ranking estimators of ``analysis.ranking`` on round-1 candidates of this seed's iteration-0
+    model (made or reused in the seed's run directory: no SAIL round is trained)."""
+    analysis = spec.analysis
+    config = load_config(spec.preset, {**spec.overrides, **seed_overrides(seed), **analysis.ranking_overrides})
+    bundle = cached_bundle(config.model, "cpu")
+    candidate_set = round_one_candidates(config, Path(runs_dir) / spec.name / f"seed-{seed}")
+    return [{"seed": seed, **row} for row in ranking_agreement(config, bundle, candidate_set, _judge(config),
+                                                               analysis.ranking, analysis.ranking_repeats)]
+
+
 def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int] | None = None,
-                   arms: list[str] | None = None) -> Path:
-    """Run the chosen arms × seeds. Results accumulate in ``out_dir`` across invocations: rows of an
-    earlier invocation are kept unless this one recomputes their (arm, seed)."""
+                   arms: list[str] | None = None, analyses_only: bool = False) -> Path:
+    """Run the chosen arms × seeds, then the analyses (``analyses_only``: no arm, only the analyses
+    that need none: the ranking estimators'). Results accumulate in ``out_dir`` across invocations:
+    rows of an earlier invocation are kept unless this one recomputes their (arm, seed)."""
     spec = ExperimentSpec.load(spec_path)
     out = Path(out_dir) / spec.name
     seeds = list(seeds or spec.seeds)
-    arm_names = [a.name for a in spec.arms if not arms or a.name in arms]
+    arm_names = [] if analyses_only else [a.name for a in spec.arms if not arms or a.name in arms]
     started = time.time()
     rows = _earlier_rows(out, "metrics", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
     accuracy = _earlier_rows(out, "self_reward_accuracy", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
     agreement = _earlier_rows(out, "selection_agreement",
                               lambda r: r["seed"] in seeds and spec.analysis.selection_arm in arm_names)
+    run_ranking = bool(spec.analysis.ranking) and (analyses_only or not arms)
+    ranking = _earlier_rows(out, "ranking_agreement", lambda r: run_ranking and r["seed"] in seeds)
+    rank_passes = _earlier_rows(out, "ranking_passes", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
     commands = _earlier_commands(out) + [_command(spec_path)]
     for seed in seeds:
         results = {}
@@ -96,12 +112,65 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
             print(f"== {spec.name}: arm {name}, seed {seed}", flush=True)
             results[name] = _run_arm(spec, name, seed, runs_dir)
             rows += _metric_rows(name, seed, results[name])
-        acc, agr = _analyses(spec, seed, results, rows)
-        accuracy += acc
-        agreement += agr
+            rank_passes += _rank_passes(name, seed, results[name])
+        if results:
+            acc, agr = _analyses(spec, seed, results, rows)
+            accuracy += acc
+            agreement += agr
+        if run_ranking:
+            print(f"== {spec.name}: ranking estimators, seed {seed}", flush=True)
+            ranking += _ranking(spec, seed, runs_dir)
         # rewritten after every seed: an experiment stopped part-way still leaves its finished seeds' tables
         _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started)
+        _write_ranking(out, spec, ranking, rows, rank_passes)
     return out
+
+
+def _rank_passes(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
+    """UNet passes per candidate of each round's rank stage (from its record)."""
+    out = []
+    for index, round_result in enumerate(result["rounds"], start=1):
+        pairs, candidates = round_result.get("pairs"), round_result.get("candidates")
+        if pairs and candidates:
+            n = candidates["n_prompts"] * candidates["n_candidates"]
+            out.append({"arm": arm, "seed": seed, "model": f"round-{index:02d}",
+                        "passes_per_candidate": pairs["unet_passes"] / n, "mean_draws": pairs["mean_draws"]})
+    return out
+
+
+RANKING_METRICS = ("passes_per_candidate", "agreement", "diff_variance", "settled", "tied", "cap")
+
+
+def _write_ranking(out: Path, spec: ExperimentSpec, ranking: list[dict], rows: list[dict],
+                   rank_passes: list[dict]) -> None:
+    """``ranking_agreement``: per setting, passes and agreement (mean ± sd over seeds) and its plot;
+    ``ranking_utility``: per ranking arm, its rank stage's passes and the utility after its round(s)."""
+    names = [s.name for s in spec.analysis.ranking]
+    if ranking:
+        order = sorted(ranking, key=lambda r: (names.index(r["setting"]) if r["setting"] in names else len(names)))
+        summary = summarize_over_seeds(order, RANKING_METRICS, ("setting",))
+        write_results(out, "ranking_agreement", ranking, markdown_table(summary, RANKING_METRICS, ("setting",)))
+        series = {s.name: _series(s.reward) for s in spec.analysis.ranking}
+        for row in summary:
+            row["series"] = series.get(row["setting"], "other")
+        plot_tradeoff(summary, "passes_per_candidate", "agreement", out / "ranking_agreement.png")
+    arms = set(names)
+    utility = [{**r, **p} for r in rows if r["arm"] in arms
+               for p in rank_passes if (p["arm"], p["seed"], p["model"]) == (r["arm"], r["seed"], r["model"])]
+    if utility:
+        metrics = ("passes_per_candidate", "utility", "utility_win_rate")
+        write_results(out, "ranking_utility", utility, markdown_table(summarize_over_seeds(utility, metrics), metrics))
+    if rank_passes:
+        write_table(out / "ranking_passes.parquet", results_table(rank_passes), overwrite=True)
+
+
+def _series(reward: dict[str, Any]) -> str:
+    """The line a setting belongs to in the trade-off plot: its estimator and variance reduction."""
+    kind = reward.get("estimator", "fixed")
+    extras = [name for name in ("stratified", "antithetic") if reward.get(name)]
+    if kind == "sequential" and reward.get("indifference"):
+        extras.append(f"δ={reward['indifference']}")
+    return " + ".join([kind, *extras])
 
 
 def _earlier_rows(out: Path, name: str, replaced: Callable[[dict], bool]) -> list[dict]:
@@ -124,8 +193,9 @@ def _command(spec_path: str) -> str:
 
 def _write_results(out: Path, spec: ExperimentSpec, commands: list[str], rows: list[dict], accuracy: list[dict],
                    agreement: list[dict], seconds: float) -> None:
-    summary = summarize_over_seeds(rows, METRICS)
-    write_results(out, "metrics", rows, markdown_table(summary, METRICS))
+    if rows:
+        write_results(out, "metrics", rows, markdown_table(summarize_over_seeds(rows, METRICS), METRICS))
+        plot_trajectories(rows, "utility", out / "utility.png")
     if accuracy:
         write_results(out, "self_reward_accuracy", accuracy,
                       markdown_table(summarize_over_seeds(accuracy, ["self_reward_accuracy"]),
@@ -136,7 +206,6 @@ def _write_results(out: Path, spec: ExperimentSpec, commands: list[str], rows: l
         write_results(out, "selection_agreement", agreement,
                       markdown_table(summarize_over_seeds(agreement, ["agreement"], ("setting",)), ["agreement"],
                                      ("setting",)))
-    plot_trajectories(rows, "utility", out / "utility.png")
     write_text(out / "command.txt", json.dumps({
         "commands": commands, "spec": spec.model_dump(mode="json"),
         "seeds_done": sorted({r["seed"] for r in rows}), "seconds_last_invocation": round(seconds, 1)}, indent=2),

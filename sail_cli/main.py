@@ -83,7 +83,8 @@ def cmd_world_labels(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from sail_cli.experiment import run_experiment
 
-    out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None)
+    out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None,
+                         analyses_only=args.analyses_only)
     print(f"results: {out}")
     return 0
 
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--runs-dir", default="runs/experiments")
     exp.add_argument("--seed", type=int, action="append", default=[], help="only these seeds (repeatable)")
     exp.add_argument("--arm", action="append", default=[], help="only these arms (repeatable)")
+    exp.add_argument("--analyses-only", action="store_true",
+                     help="run no arm, only the analyses that need none (the ranking estimators' comparison)")
     exp.set_defaults(func=cmd_experiment)
 
     world = sub.add_parser("world", help="build the embedded world's shipped files").add_subparsers(

@@ -9,28 +9,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from sail_core.algorithm.reward import implicit_rewards
-from sail_core.algorithm.selection import select_pair
-from sail_core.config import RewardConfig, SailConfig
+from sail_core.config import SailConfig
 from sail_core.data.pickapic import LabelledPair, read_pair_images, scan_labels, split_seed
-from sail_core.images import decode_image, pil_to_tensor, tensor_to_uint8
-from sail_core.io.tables import read_table
-from sail_core.io.tensors import ShardReader, read_tensors
+from sail_core.experiments.ranking import CandidateSet, JudgeFn, RankingSetting, ranking_agreement
+from sail_core.images import decode_image, pil_to_tensor
 from sail_core.models.bundle import ModelBundle
 from sail_core.models.checkpoint import UnetCheckpoint
-from sail_core.models.conditioning import Conditioning
 from sail_core.models.denoisers import load_for_inference
 from sail_core.run.records import CandidatesRecord, PromptsRecord
 from sail_core.stages.seed import seed_files
-
-JudgeFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
-"""Scores uint8 images [n, H, W, 3] for their prompts (higher is better)."""
 
 
 @dataclass(frozen=True)
@@ -89,32 +83,12 @@ def selection_agreement(
     policy: UnetCheckpoint, judge_reference: UnetCheckpoint, judge: JudgeFn,
     k_values: Sequence[int], repeats: int = 3,
 ) -> list[Agreement]:
-    table = read_table(candidates.candidates.resolve(run_dir)).to_pydict()
-    latents = ShardReader(run_dir, "latents").gather(table["latent_file"], table["latent_row"]).float()
-    scores = judge(tensor_to_uint8(bundle.codec.decode(latents.to(bundle.device))), table["prompt"])
-    prompt_ids = list(dict.fromkeys(table["prompt_id"]))
-    group = {pid: g for g, pid in enumerate(prompt_ids)}
-    groups = [group[pid] for pid in table["prompt_id"]]
-    members = [[i for i, g in enumerate(groups) if g == j] for j in range(len(prompt_ids))]
-    conds = Conditioning.from_tensors(read_tensors(prompts.conds.resolve(run_dir)))
-    cond = conds.select([table["cond_row"][m[0]] for m in members])
-    denoisers = load_for_inference(config.model, run_dir, policy, judge_reference, bundle.device)
-    results = []
-    for k in k_values:
-        for crn in (True, False):
-            fractions = []
-            for repeat in range(repeats):
-                reward = RewardConfig(**{**config.reward.model_dump(), "k_draws": k, "common_random_numbers": crn})
-                r = implicit_rewards(denoisers, bundle, latents, cond, groups,
-                                     [("agreement", repeat, pid) for pid in prompt_ids], reward).rewards.tolist()
-                wins = []
-                for rows in members:
-                    pair = select_pair([r[i] for i in rows], "best_worst", "agreement")
-                    if pair is None:
-                        wins.append(0.5)
-                        continue
-                    gap = scores[rows[pair.winner]] - scores[rows[pair.loser]]
-                    wins.append(0.5 if gap == 0 else float(gap > 0))
-                fractions.append(float(np.mean(wins)))
-            results.append(Agreement(k, crn, float(np.mean(fractions)), float(np.std(fractions))))
-    return results
+    """The fixed-K estimator at each K, with and without common random numbers
+    (:func:`sail_core.experiments.ranking.ranking_agreement` for any ranking setting)."""
+    settings = [RankingSetting(name=f"{k}-{crn}", reward={"estimator": "fixed", "k_draws": k,
+                                                        "common_random_numbers": crn})
+                for k in k_values for crn in (True, False)]
+    rows = ranking_agreement(config, bundle, CandidateSet(run_dir, prompts, candidates, policy, judge_reference),
+                             judge, settings, repeats)
+    return [Agreement(s.reward["k_draws"], s.reward["common_random_numbers"], row["agreement"], row["agreement_spread"])
+            for s, row in zip(settings, rows)]

@@ -38,3 +38,33 @@ def plot_trajectories(rows: Sequence[dict], metric: str, path: str | Path) -> Pa
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return write_bytes(path, buffer.getvalue(), overwrite=True)
+
+
+def plot_tradeoff(summary: Sequence[dict], x: str, y: str, path: str | Path, label: str = "setting",
+                  series: str = "series") -> Path:
+    """``y`` against ``x`` (mean ± sd over seeds), one marker per row labelled by ``label``; rows with
+    the same ``series`` are joined by a line in order of ``x`` (e.g. fixed K, sequential at several
+    confidences)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in dict.fromkeys(r[series] for r in summary):
+        rows = sorted((r for r in summary if r[series] == name), key=lambda r: r[x])
+        xs, ys = np.array([r[x] for r in rows]), np.array([r[y] for r in rows])
+        sds = np.nan_to_num(np.array([r.get(f"{y}_sd", 0.0) for r in rows], dtype=np.float64))
+        ax.errorbar(xs, ys, yerr=sds, marker="o", capsize=3, label=name)
+        for row in rows:
+            ax.annotate(row[label], (row[x], row[y]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return write_bytes(path, buffer.getvalue(), overwrite=True)

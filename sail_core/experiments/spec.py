@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sail_core.errors import InputError
+from sail_core.experiments.ranking import RankingSetting
 
 
 class Arm(BaseModel):
@@ -36,6 +37,15 @@ class Analysis(BaseModel):
     """K values for the best/worst-vs-judge agreement of round-1 candidates, with and without CRN."""
     selection_repeats: int = 3
     selection_arm: str | None = None
+    ranking: tuple[RankingSetting, ...] = ()
+    """Ranking estimators to compare on round-1 candidates of the iteration-0 model (passes per
+    candidate, agreement with the judge, variance of reward differences; ``sail_core.experiments.ranking``)."""
+    ranking_repeats: int = Field(3, ge=1)
+    ranking_overrides: dict[str, Any] = {}
+    """Config overrides of the ranking analysis's candidate set only (e.g. more prompts than a round has)."""
+    ranking_arms_rounds: int = Field(0, ge=0)
+    """> 0: every ranking setting is also an arm of that many SAIL rounds (named as the setting), so the
+    utility after training on each setting's pairs is measured by ``--arm <setting>``."""
 
 
 class ExperimentSpec(BaseModel):
@@ -47,8 +57,32 @@ class ExperimentSpec(BaseModel):
     seeds: tuple[int, ...] = (0, 1, 2)
     overrides: dict[str, Any] = {}
     """Applied to every arm (before the arm's own overrides)."""
-    arms: tuple[Arm, ...]
+    arms: tuple[Arm, ...] = ()
     analysis: Analysis = Analysis()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ranking_arms(cls, data: Any) -> Any:
+        """With ``analysis.ranking_arms_rounds``, each ranking setting is also an arm (unless one of its
+        name is given: a dumped spec validates to itself)."""
+        analysis = data.get("analysis") or {} if isinstance(data, dict) else {}
+        rounds = analysis.get("ranking_arms_rounds", 0) if isinstance(analysis, dict) else 0
+        if not rounds:
+            return data
+        arms = list(data.get("arms") or ())
+        named = {a["name"] if isinstance(a, dict) else a.name for a in arms}
+        arms += [{"name": s["name"], "rounds": rounds,
+                  "overrides": {f"reward.{k}": v for k, v in (s.get("reward") or {}).items()},
+                  "description": f"SAIL ranked by the {s['name']} estimator"}
+                 for s in analysis.get("ranking") or () if s["name"] not in named]
+        return {**data, "arms": arms}
+
+    @model_validator(mode="after")
+    def _unique_arms(self) -> ExperimentSpec:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names must be unique: {names}")
+        return self
 
     @staticmethod
     def load(path: str | Path) -> ExperimentSpec:
