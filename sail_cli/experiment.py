@@ -84,8 +84,9 @@ def _ranking(spec: ExperimentSpec, seed: int, runs_dir: str) -> list[dict]:
     config = load_config(spec.preset, {**spec.overrides, **seed_overrides(seed), **analysis.ranking_overrides})
     bundle = cached_bundle(config.model, "cpu")
     candidate_set = round_one_candidates(config, Path(runs_dir) / spec.name / f"seed-{seed}")
-    return [{"seed": seed, **row} for row in ranking_agreement(config, bundle, candidate_set, _judge(config),
-                                                               analysis.ranking, analysis.ranking_repeats)]
+    rows = ranking_agreement(config, bundle, candidate_set, _judge(config), analysis.ranking, analysis.ranking_repeats,
+                             replayed=True)
+    return [{"seed": seed, **row} for row in rows]
 
 
 def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int] | None = None,
@@ -121,7 +122,8 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
             print(f"== {spec.name}: ranking estimators, seed {seed}", flush=True)
             ranking += _ranking(spec, seed, runs_dir)
         # rewritten after every seed: an experiment stopped part-way still leaves its finished seeds' tables
-        _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started)
+        _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started,
+                       sorted({r["seed"] for r in rows + ranking}))
         _write_ranking(out, spec, ranking, rows, rank_passes)
     return out
 
@@ -192,7 +194,7 @@ def _command(spec_path: str) -> str:
 
 
 def _write_results(out: Path, spec: ExperimentSpec, commands: list[str], rows: list[dict], accuracy: list[dict],
-                   agreement: list[dict], seconds: float) -> None:
+                   agreement: list[dict], seconds: float, seeds_done: list[int]) -> None:
     if rows:
         write_results(out, "metrics", rows, markdown_table(summarize_over_seeds(rows, METRICS), METRICS))
         plot_trajectories(rows, "utility", out / "utility.png")
@@ -208,5 +210,5 @@ def _write_results(out: Path, spec: ExperimentSpec, commands: list[str], rows: l
                                      ("setting",)))
     write_text(out / "command.txt", json.dumps({
         "commands": commands, "spec": spec.model_dump(mode="json"),
-        "seeds_done": sorted({r["seed"] for r in rows}), "seconds_last_invocation": round(seconds, 1)}, indent=2),
+        "seeds_done": seeds_done, "seconds_last_invocation": round(seconds, 1)}, indent=2),
         overwrite=True)

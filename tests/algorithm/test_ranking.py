@@ -155,3 +155,30 @@ def test_progress_counts_passes_and_ends_at_its_total(world):
                            on_passes)
     assert done[0] == total[0] == ranking.unet_passes == 2 * int(ranking.draws.sum())
     assert ranking.unet_passes < planned_passes(config, len(latents))  # the tied prompt stopped early
+
+
+def test_the_experiment_replays_each_estimator_on_shared_draws(world):
+    """``sail_core.experiments.ranking`` computes a stream's errors once and replays the settings on them:
+    the same draws, stops and rewards as running each estimator (sequential, and fixed K stratified and
+    antithetic, whose K draws are the stream's first block)."""
+    from sail_core.algorithm.reward import timestep_range
+    from sail_core.experiments.ranking import block_errors, draw_stream, replay
+
+    denoisers, bundle, favourite, others, cond = world
+    plain = others[:1]
+    latents = torch.cat([favourite.repeat(3, 1, 1, 1), torch.cat([plain, favourite, plain]), others])
+    groups, names = [0, 0, 0, 1, 1, 1, 2, 2, 2], ["tied", "clear", "open"]
+    members = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    conds = cond.select([0, 0, 0])
+    for options in (dict(), dict(estimator="fixed", k_draws=4, stratified=True, antithetic=True),
+                    dict(block_draws=4, stratified=True, antithetic=True, confidence=0.7)):
+        config = RewardConfig(**{**SEQUENTIAL, **options})
+        plan, n_blocks = draw_stream(config, timestep_range(config, bundle))
+        errors = block_errors(denoisers, bundle, latents, conds, groups, names, plan, n_blocks, batch_size=7)
+        rewards, draws, reasons = replay(config, *errors, members)
+        direct = rank_rewards(denoisers, bundle, latents, conds, groups, names, config)
+        assert reasons == direct.stop_reasons and torch.equal(draws, direct.draws)
+        torch.testing.assert_close(rewards, direct.rewards, rtol=1e-6, atol=1e-9)
+    # the paper's fixed K takes the plain stream's first K draws: one stream serves every K
+    assert draw_stream(RewardConfig(k_draws=1), (0, 1000))[0] == draw_stream(RewardConfig(**SEQUENTIAL), (0, 1000))[0]
+    assert draw_stream(RewardConfig(k_draws=3, common_random_numbers=False), (0, 1000)) is None

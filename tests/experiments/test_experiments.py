@@ -34,3 +34,45 @@ def test_a_seed_varies_data_generation_and_training_but_not_the_evaluation():
     overrides = seed_overrides(3)
     assert set(overrides.values()) == {3}
     assert not any(key.startswith("eval.") for key in overrides)
+
+
+def test_ranking_settings_become_one_round_arms(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        "name: r\npreset: world\narms:\n  - {name: k10, rounds: 3}\nanalysis:\n  ranking_arms_rounds: 1\n"
+        "  ranking:\n    - {name: k10, reward: {k_draws: 10}}\n"
+        "    - {name: seq, reward: {estimator: sequential, confidence: 0.7}}\n")
+    spec = ExperimentSpec.load(tmp_path / "r.yaml")
+    # an arm given by name is kept as written; the others are one round ranked by their setting
+    assert spec.arm("k10").rounds == 3 and spec.arm("seq").rounds == 1
+    assert spec.arm("seq").overrides == {"reward.estimator": "sequential", "reward.confidence": 0.7}
+    assert ExperimentSpec.model_validate(spec.model_dump(mode="json")) == spec  # a dumped spec reloads to itself
+    (tmp_path / "twice.yaml").write_text("name: r\npreset: world\narms:\n  - {name: a, rounds: 1}\n"
+                                         "  - {name: a, rounds: 2}\n")
+    with pytest.raises(InputError, match="unique"):
+        ExperimentSpec.load(tmp_path / "twice.yaml")
+
+
+def test_the_shipped_ranking_spec_loads_and_every_setting_is_a_valid_reward_config():
+    from pathlib import Path
+
+    from sail_core.config import RewardConfig
+
+    spec = ExperimentSpec.load(Path(__file__).parents[2] / "experiments" / "ranking.yaml")
+    names = [s.name for s in spec.analysis.ranking]
+    assert {"k1", "k2", "k4", "k10", "k20"} <= set(names)
+    assert {a.name for a in spec.arms} == set(names) and all(a.rounds == 1 for a in spec.arms)
+    for setting in spec.analysis.ranking:
+        setting.config(RewardConfig())  # raises on a setting the estimators refuse
+
+
+def test_best_worst_agreement_counts_ties_as_half():
+    import numpy as np
+
+    from sail_core.experiments.ranking import best_worst_agreement
+
+    members = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    rewards = [0.3, 0.1, 0.2,   # best 0, worst 1: judge agrees (0.9 > 0.1)
+               0.1, 0.3, 0.2,   # best 4, worst 3: judge disagrees (0.2 < 0.5)
+               0.0, 0.0, 0.0]   # tied rewards: no pair, counts 1/2
+    scores = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.0, 0.3, 0.3, 0.3])
+    assert best_worst_agreement(rewards, members, scores) == pytest.approx((1 + 0 + 0.5) / 3)

@@ -7,8 +7,9 @@ from sail_core.data.pairs import read_pairs
 from sail_core.io.tables import read_table
 from sail_core.run.layout import RunLayout
 from sail_core.run.lineage import base_model
+from sail_core.run.runner import prepare
 from sail_core.run.stage import NoInputs, StageContext
-from sail_core.stages import GenerateInputs, PromptsInputs, RankInputs, TrainInputs
+from sail_core.stages import GENERATE, GenerateInputs, PromptsInputs, RankInputs, TrainInputs
 from sail_core.stages.generate import generate_candidates
 from sail_core.stages.prompts import prepare_prompts
 from sail_core.stages.rank import rank_candidates
@@ -30,8 +31,11 @@ def round_one(tiny_sd15, tmp_path_factory):
     seed = prepare_seed(stage_ctx(config, layout, "seed"), NoInputs())
     m0 = train_model(stage_ctx(config, layout, "r0"), TrainInputs(round_index=0, pairs=seed.pairs, init=base))
     prompts = prepare_prompts(stage_ctx(config, layout, "prompts"), PromptsInputs(round_index=1, seed=seed))
-    candidates = generate_candidates(stage_ctx(config, layout, "gen"), GenerateInputs(prompts=prompts, policy=m0.model))
-    return config, layout, RankInputs(prompts=prompts, candidates=candidates, policy=m0.model, judge=base)
+    generation = GenerateInputs(prompts=prompts, policy=m0.model)
+    # ranking reads the generation stage's own directory (its key names the candidates)
+    generate_candidates(stage_ctx(config, layout, layout.rel(prepare(GENERATE, config, layout, generation).out_dir)),
+                        generation)
+    return config, layout, RankInputs(generation=generation, judge=base)
 
 
 def _rank(round_one, name, **reward):
