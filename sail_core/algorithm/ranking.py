@@ -34,7 +34,7 @@ from sail_core.algorithm.reward import (
     per_draw_reward,
     timestep_range,
 )
-from sail_core.algorithm.sequential import STOP_FIXED, StoppingRule
+from sail_core.algorithm.sequential import STOP_FIXED, STOP_TIED, StoppingRule
 from sail_core.config import RewardConfig
 from sail_core.models.bundle import ModelBundle
 from sail_core.models.conditioning import Conditioning
@@ -194,6 +194,8 @@ def _collect(prompts: list[_Prompt], n_latents: int, beta: float) -> Ranking:
         p_err, r_err = torch.cat(prompt.policy_errors, 1), torch.cat(prompt.reference_errors, 1)
         rows = torch.tensor(prompt.members)
         rewards[rows] = mean_reward(p_err, r_err, beta)
+        if prompt.reason == STOP_TIED:  # duplicates up to float noise: one reward, so no pair
+            rewards[rows] = rewards[rows].mean()
         policy[rows], reference[rows] = p_err.mean(dim=1).double(), r_err.mean(dim=1).double()
         draws[rows] = p_err.shape[1]
     return Ranking(rewards, policy, reference, draws, [p.reason for p in prompts])

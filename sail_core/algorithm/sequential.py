@@ -28,9 +28,10 @@ worst's, by more than δ. The looks are not corrected for (a prompt that could l
 per-prompt error bound of L·α by the union bound); the experiment measures the actual rate.
 
 **Other stops.** Candidates whose per-draw rewards are all identical are one candidate for the test
-(an exact duplicate cannot be told apart by any number of draws); when every candidate is a duplicate
-of one, the prompt stops at the first block with reason ``tied`` and gives no pair (their rewards are
-equal, and ``select_pair`` makes no pair of equal rewards). A prompt that reaches ``max_blocks``
+(a duplicate cannot be told apart by any number of draws; float noise of the batched kernels is
+ignored, :data:`DUPLICATE_TOLERANCE`); when every candidate is a duplicate of one, the prompt stops at
+the first block with reason ``tied`` and gives no pair (its candidates get their mean reward, equal,
+and ``select_pair`` makes no pair of equal rewards). A prompt that reaches ``max_blocks``
 stops with reason ``cap``; its pair is the argmax/argmin of its k_max draws.
 """
 
@@ -96,9 +97,19 @@ def standard_error(blocks: np.ndarray) -> float:
     return float(np.sqrt(2.0 * variance / n))
 
 
+DUPLICATE_TOLERANCE = 1e-4
+"""Rows within this fraction of the prompt's largest per-draw reward are duplicates. The same latent
+scored at two positions of a batch can differ in the last bits on several CPU threads (the kernels
+split a batch's rows differently), which β = 5000 turns into ~1e-5 of a reward; distinct images differ
+by orders of magnitude more."""
+
+
 def distinct_rows(blocks: np.ndarray) -> list[int]:
-    """Indices of the first occurrence of each distinct row (exact duplicates are one candidate)."""
-    seen: dict[bytes, int] = {}
-    for i, row in enumerate(np.ascontiguousarray(blocks)):
-        seen.setdefault(row.tobytes(), i)
-    return sorted(seen.values())
+    """Indices of the first occurrence of each distinct row (duplicates, up to float noise
+    (:data:`DUPLICATE_TOLERANCE`), are one candidate)."""
+    tolerance = DUPLICATE_TOLERANCE * float(np.abs(blocks).max(initial=0.0)) + 1e-12
+    kept: list[int] = []
+    for i, row in enumerate(blocks):
+        if not any(float(np.abs(row - blocks[j]).max(initial=0.0)) <= tolerance for j in kept):
+            kept.append(i)
+    return kept

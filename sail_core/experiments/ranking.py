@@ -171,6 +171,8 @@ def replay(reward: RewardConfig, policy: torch.Tensor, reference: torch.Tensor,
                                           reward.beta).double().mean(dim=1).numpy())
             estimate = mean_reward(p[:, : n * size], r[:, : n * size], reward.beta)
             reason = rule.decide(np.stack(blocks, axis=1), estimate.numpy())
+        if reason == STOP_TIED:  # as sequential_ranking does: duplicates get one reward
+            estimate = estimate.mean().expand_as(estimate)
         rewards[list(rows)], draws[list(rows)] = estimate, n * size
         reasons.append(reason)
     return rewards, draws, reasons
