@@ -74,7 +74,9 @@ class RunStore:
         self.location = location
         self.stats = TransferStats()
         if is_url(location):
-            self.fs, root = url_to_fs(location)
+            # endpoints and credentials come from the environment when a filesystem is made: fsspec's
+            # instance cache would hand back one made under an earlier environment (another endpoint)
+            self.fs, root = url_to_fs(location, skip_instance_cache=True)
             self.remote_root = root.rstrip("/")
             digest = hashlib.sha256(location.encode()).hexdigest()[:16]
             self.local = Path(local) if local else cache_root() / "runs" / digest / workspace
