@@ -33,11 +33,7 @@ def plot_trajectories(rows: Sequence[dict], metric: str, path: str | Path) -> Pa
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return write_bytes(path, buffer.getvalue(), overwrite=True)
+    return _save(fig, path)
 
 
 def plot_tradeoff(summary: Sequence[dict], x: str, y: str, path: str | Path, label: str = "setting",
@@ -63,6 +59,13 @@ def plot_tradeoff(summary: Sequence[dict], x: str, y: str, path: str | Path, lab
     ax.set_ylabel(y)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """The figure as a PNG written atomically (an earlier plot of the same name is replaced)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
