@@ -11,10 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sail_core.config import SailConfig, load_config
+from sail_core.errors import InputError
 from sail_core.evaluation.scoring import build_scorers, score_images
 from sail_core.experiments.aggregate import markdown_table, results_table, summarize_over_seeds, write_results
 from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
+from sail_core.experiments.bootstrap import paired_bootstrap, prompt_differences
 from sail_core.experiments.plots import plot_tradeoff, plot_trajectories
 from sail_core.experiments.ranking import ranking_agreement, round_one_candidates
 from sail_core.experiments.spec import ExperimentSpec, seed_overrides
@@ -32,13 +36,59 @@ def _run_arm(spec: ExperimentSpec, arm_name: str, seed: int, runs_dir: str) -> d
 
     arm = spec.arm(arm_name)
     overrides = {**spec.overrides, **seed_overrides(seed), **arm.overrides}
-    return sail_loop(preset=spec.preset, run_name=f"{spec.name}/seed-{seed}", rounds=arm.rounds, overrides=overrides,
-                     runs_dir=runs_dir, report_dir=f"report-{arm.name}")
+    # a run name is one path component: the experiment's runs live in <runs_dir>/<experiment>/seed-<s>/
+    return sail_loop(preset=spec.preset, run_name=f"seed-{seed}", rounds=arm.rounds, overrides=overrides,
+                     runs_dir=f"{runs_dir.rstrip('/')}/{spec.name}", report_dir=f"report-{arm.name}")
 
 
 def _metric_rows(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
-    return [{"arm": arm, "seed": seed, "model": e["label"], **{m: e["metrics"].get(m) for m in METRICS}}
-            for e in result["evaluations"]]
+    """One row per evaluated model, with its per-image scores' path inside the seed's run directory (the
+    paired comparisons read them, also in a later invocation)."""
+    return [{"arm": arm, "seed": seed, "model": e["label"], "scores": e["scores"]["path"],
+             **{m: e["metrics"].get(m) for m in METRICS}} for e in result["evaluations"]]
+
+
+def _differences(spec: ExperimentSpec, rows: list[dict], runs_dir: str) -> list[dict]:
+    """``analysis.comparisons``: A − B per metric with a paired bootstrap interval over prompts and the
+    training seeds both models were run with (``sail_core.experiments.bootstrap``)."""
+    analysis = spec.analysis
+    found = {(r["arm"], r["model"], r["seed"]): r for r in rows}
+    cache: dict[str, dict] = {}
+
+    def scores(row: dict) -> dict:
+        path = Path(runs_dir) / spec.name / f"seed-{row['seed']}" / (row.get("scores") or "scores.parquet")
+        if str(path) not in cache:
+            if not row.get("scores") or not path.exists():
+                raise InputError(f"the scores of {row['arm']}/{row['model']} (seed {row['seed']}) are gone; rerun "
+                                 f"`sail experiment ... --arm {row['arm']} --seed {row['seed']}`", file=path)
+            cache[str(path)] = read_table(path).to_pydict()
+        return cache[str(path)]
+
+    out = []
+    for a, b in analysis.comparisons:
+        (arm_a, _, model_a), (arm_b, _, model_b) = a.partition("/"), b.partition("/")
+        seeds = sorted({s for (arm, model, s) in found if (arm, model) == (arm_a, model_a)}
+                       & {s for (arm, model, s) in found if (arm, model) == (arm_b, model_b)})
+        if not seeds:
+            continue  # not both run yet in any seed
+        for metric in analysis.comparison_metrics:
+            per_seed = [prompt_differences(scores(found[arm_a, model_a, s]), scores(found[arm_b, model_b, s]), metric)
+                        for s in seeds]
+            if any(prompts != per_seed[0][0] for prompts, _ in per_seed):
+                raise InputError(f"{a} and {b} were evaluated on other prompts in some seeds", parameter="comparisons")
+            interval = paired_bootstrap(np.stack([d for _, d in per_seed]), analysis.bootstrap_resamples,
+                                        analysis.confidence_level)
+            out.append({"a": a, "b": b, "metric": metric, "seeds": len(seeds), "prompts": len(per_seed[0][0]),
+                        "difference": interval.mean, "low": interval.low, "high": interval.high,
+                        "p_not_above_zero": interval.p_not_above_zero})
+    return out
+
+
+def _differences_markdown(rows: list[dict], level: float) -> str:
+    lines = [f"| A | B | metric | seeds | prompts | A − B | {level:.0%} CI | P(A − B ≤ 0) |", "|" + "---|" * 8]
+    lines += [f"| {r['a']} | {r['b']} | {r['metric']} | {r['seeds']} | {r['prompts']} | {r['difference']:+.4f} | "
+              f"[{r['low']:+.4f}, {r['high']:+.4f}] | {r['p_not_above_zero']:.3f} |" for r in rows]
+    return "\n".join(lines)
 
 
 def _judge(config: SailConfig):
@@ -125,6 +175,10 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
         _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started,
                        sorted({r["seed"] for r in rows + ranking}))
         _write_ranking(out, spec, ranking, rows, rank_passes)
+    differences = _differences(spec, rows, runs_dir)
+    if differences:
+        write_results(out, "differences", differences,
+                      _differences_markdown(differences, spec.analysis.confidence_level))
     return out
 
 

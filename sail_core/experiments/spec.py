@@ -46,6 +46,13 @@ class Analysis(BaseModel):
     ranking_arms_rounds: int = Field(0, ge=0)
     """> 0: every ranking setting is also an arm of that many SAIL rounds (named as the setting), so the
     utility after training on each setting's pairs is measured by ``--arm <setting>``."""
+    comparisons: tuple[tuple[str, str], ...] = ()
+    """Pairs of models ``[arm/model, arm/model]`` (model: ``base``, ``round-00``, ``round-01``, ...):
+    for each, the difference A − B of every ``comparison_metrics`` with a paired bootstrap confidence
+    interval over the evaluation's prompts and the training seeds (``sail_core.experiments.bootstrap``)."""
+    comparison_metrics: tuple[str, ...] = ("utility",)
+    bootstrap_resamples: int = Field(2000, ge=100)
+    confidence_level: float = Field(0.95, gt=0, lt=1)
 
 
 class ExperimentSpec(BaseModel):
@@ -82,6 +89,17 @@ class ExperimentSpec(BaseModel):
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_comparisons(self) -> ExperimentSpec:
+        names = {a.name for a in self.arms}
+        for pair in self.analysis.comparisons:
+            for side in pair:
+                arm, _, model = side.partition("/")
+                if arm not in names or not model:
+                    raise ValueError(f"comparison {list(pair)}: {side!r} is not <arm>/<model> with an arm of "
+                                     f"this spec ({sorted(names)})")
         return self
 
     @staticmethod

@@ -76,3 +76,13 @@ def test_best_worst_agreement_counts_ties_as_half():
                0.0, 0.0, 0.0]   # tied rewards: no pair, counts 1/2
     scores = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.0, 0.3, 0.3, 0.3])
     assert best_worst_agreement(rewards, members, scores) == pytest.approx((1 + 0 + 0.5) / 3)
+
+
+def test_a_comparison_must_name_an_arm_and_a_model(tmp_path):
+    base = "name: c\npreset: world\narms:\n  - {name: sail, rounds: 1}\nanalysis:\n  comparisons: "
+    (tmp_path / "ok.yaml").write_text(base + "[[sail/round-01, sail/base]]\n")
+    assert ExperimentSpec.load(tmp_path / "ok.yaml").analysis.comparisons == (("sail/round-01", "sail/base"),)
+    for bad in ("[[salt/round-01, sail/base]]", "[[sail, sail/base]]"):
+        (tmp_path / "bad.yaml").write_text(base + bad + "\n")
+        with pytest.raises(InputError, match="is not <arm>/<model>"):
+            ExperimentSpec.load(tmp_path / "bad.yaml")
