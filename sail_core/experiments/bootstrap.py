@@ -31,7 +31,9 @@ class Interval:
 
 def prompt_differences(a: dict[str, Sequence], b: dict[str, Sequence], metric: str) -> tuple[list[str], np.ndarray]:
     """Per prompt, the mean over its images of ``metric`` in ``a`` minus in ``b``. ``a`` and ``b`` are
-    score tables (columns ``prompt``, ``seed_index`` and the metric) of the same images, in any order."""
+    score tables (columns ``prompt``, ``seed_index`` and the metric) of the same images, in any order.
+    A metric that does not apply to a prompt (NaN in both, e.g. a check of an attribute the prompt
+    leaves unsaid) leaves the prompt out."""
     def by_item(table: dict[str, Sequence]) -> dict[tuple[str, int], float]:
         if metric not in table:
             raise InputError(f"the scores have no column {metric!r} (they have {sorted(table)})", parameter="metric")
@@ -44,6 +46,8 @@ def prompt_differences(a: dict[str, Sequence], b: dict[str, Sequence], metric: s
                          "evaluated with the same protocol", parameter="comparisons")
     per_prompt: dict[str, list[float]] = {}
     for item in sorted(left):
+        if np.isnan(left[item]) and np.isnan(right[item]):
+            continue
         per_prompt.setdefault(item[0], []).append(left[item] - right[item])
     prompts = sorted(per_prompt)
     return prompts, np.array([np.mean(per_prompt[p]) for p in prompts])

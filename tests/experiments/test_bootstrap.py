@@ -51,6 +51,9 @@ def test_prompt_differences_pair_images_and_average_per_prompt():
     prompts, diffs = prompt_differences(a, b, "utility")
     assert prompts == ["x", "y"]
     assert diffs.tolist() == [1.0, 0.25]  # x: (0 + 2) / 2, y: (0 + 0.5) / 2
+    c = {**a, "position": [np.nan, np.nan, 1.0, 0.0]}  # x states no position: the check does not apply
+    prompts, diffs = prompt_differences(c, {**b, "position": [0.0, np.nan, 0.0, np.nan]}, "position")
+    assert prompts == ["y"] and diffs.tolist() == [0.5]
     with pytest.raises(InputError, match="different images"):
         prompt_differences(a, {**b, "seed_index": [1, 1, 0, 2]}, "utility")
     with pytest.raises(InputError, match="no column 'faithful'"):
