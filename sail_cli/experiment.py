@@ -210,6 +210,9 @@ def _write_ranking(out: Path, spec: ExperimentSpec, ranking: list[dict], rows: l
         for row in summary:
             row["series"] = series.get(row["setting"], "other")
         plot_tradeoff(summary, "passes_per_candidate", "agreement", out / "ranking_agreement.png")
+        versus = _ranking_versus_reference(spec, order)
+        if versus:
+            write_results(out, "ranking_vs_reference", versus, _ranking_versus_markdown(versus, spec))
     arms = set(names)
     utility = [{**r, **p} for r in rows if r["arm"] in arms
                for p in rank_passes if (p["arm"], p["seed"], p["model"]) == (r["arm"], r["seed"], r["model"])]
@@ -218,6 +221,36 @@ def _write_ranking(out: Path, spec: ExperimentSpec, ranking: list[dict], rows: l
         write_results(out, "ranking_utility", utility, markdown_table(summarize_over_seeds(utility, metrics), metrics))
     if rank_passes:
         write_table(out / "ranking_passes.parquet", results_table(rank_passes), overwrite=True)
+
+
+def _ranking_versus_reference(spec: ExperimentSpec, ranking: list[dict]) -> list[dict]:
+    """Each setting against ``analysis.ranking_reference`` on the same candidates: agreement difference
+    per (seed, prompt), with a paired bootstrap interval over those units, and the ratio of passes."""
+    reference = spec.analysis.ranking_reference
+    by_seed = {(r["seed"], r["setting"]): r for r in ranking if r.get("prompt_agreement") is not None}
+    seeds = sorted({s for s, name in by_seed if name == reference})
+    out = []
+    for setting in dict.fromkeys(r["setting"] for r in ranking):
+        if setting == reference or not all((s, setting) in by_seed for s in seeds) or not seeds:
+            continue
+        diffs = np.concatenate([np.subtract(by_seed[s, setting]["prompt_agreement"],
+                                            by_seed[s, reference]["prompt_agreement"]) for s in seeds])
+        interval = paired_bootstrap(diffs[None, :], spec.analysis.bootstrap_resamples, spec.analysis.confidence_level)
+        passes = [by_seed[s, setting]["passes_per_candidate"] / by_seed[s, reference]["passes_per_candidate"]
+                  for s in seeds]
+        out.append({"setting": setting, "reference": reference, "seeds": len(seeds), "prompts": len(diffs),
+                    "passes_ratio": float(np.mean(passes)), "agreement_difference": interval.mean,
+                    "low": interval.low, "high": interval.high})
+    return out
+
+
+def _ranking_versus_markdown(rows: list[dict], spec: ExperimentSpec) -> str:
+    level, reference = spec.analysis.confidence_level, rows[0]["reference"]
+    lines = [f"| setting | seeds | prompts | passes / {reference}'s | agreement − {reference}'s | {level:.0%} CI |",
+             "|" + "---|" * 6]
+    lines += [f"| {r['setting']} | {r['seeds']} | {r['prompts']} | {r['passes_ratio']:.2f} | "
+              f"{r['agreement_difference']:+.3f} | [{r['low']:+.3f}, {r['high']:+.3f}] |" for r in rows]
+    return "\n".join(lines)
 
 
 def _series(reward: dict[str, Any]) -> str:

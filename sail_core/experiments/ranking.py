@@ -90,15 +90,21 @@ def round_one_candidates(config: SailConfig, run_dir: str | Path) -> CandidateSe
     return CandidateSet(str(layout.root), prompts, candidates, iteration0.checkpoint, base.checkpoint)
 
 
-def best_worst_agreement(rewards: Sequence[float], members: Sequence[Sequence[int]], scores: np.ndarray) -> float:
-    """Fraction of prompts whose reward-best candidate has a higher judge score than the reward-worst;
+def best_worst_wins(rewards: Sequence[float], members: Sequence[Sequence[int]], scores: np.ndarray) -> list[float]:
+    """Per prompt, 1 if its reward-best candidate has a higher judge score than the reward-worst, else 0;
     a prompt without a pair (tied rewards) or with tied scores counts ½."""
     wins = []
     for rows in members:
         pair = select_pair([rewards[i] for i in rows], "best_worst", "agreement")
         gap = 0.0 if pair is None else scores[rows[pair.winner]] - scores[rows[pair.loser]]
         wins.append(0.5 if gap == 0 else float(gap > 0))
-    return float(np.mean(wins))
+    return wins
+
+
+def best_worst_agreement(rewards: Sequence[float], members: Sequence[Sequence[int]], scores: np.ndarray) -> float:
+    """Fraction of prompts whose reward-best candidate has a higher judge score than the reward-worst
+    (:func:`best_worst_wins` averaged)."""
+    return float(np.mean(best_worst_wins(rewards, members, scores)))
 
 
 PLAIN_STREAM_BLOCK = 2
@@ -183,7 +189,8 @@ def ranking_agreement(config: SailConfig, bundle: ModelBundle, candidate_set: Ca
                       replayed: bool = False) -> list[dict[str, Any]]:
     """One row per setting: means over ``repeats`` independent sets of draws of the passes per
     candidate, the agreement (:func:`best_worst_agreement`) and the fractions of prompts that stopped
-    settled, tied or at the cap; ``agreement_spread`` is the agreement's sd over repeats, and
+    settled, tied or at the cap; ``prompt_agreement`` the agreement of each prompt (in candidate order,
+    mean over repeats); ``agreement_spread`` is the agreement's sd over repeats, and
     ``diff_variance`` the variance over repeats of r_A − r_B for the disjoint candidate pairs (0, 1),
     (2, 3), ... of every prompt, averaged over them (a measure of the draws' noise that no judge
     enters). ``replayed``: settings that can share their draws are replayed (module docstring); the
@@ -220,9 +227,11 @@ def ranking_agreement(config: SailConfig, bundle: ModelBundle, candidate_set: Ca
             else:
                 rewards, draws, reasons = replay(reward, *errors[stream[0]], members)
             r = rewards.tolist()
+            wins = best_worst_wins(r, members, scores)
             runs[setting.name].append({
                 "passes_per_candidate": PASSES_PER_DRAW * int(draws.sum()) / len(latents),
-                "agreement": best_worst_agreement(r, members, scores),
+                "agreement": float(np.mean(wins)),
+                "wins": wins,
                 "settled": reasons.count(STOP_SETTLED) / len(reasons),
                 "tied": reasons.count(STOP_TIED) / len(reasons),
                 "cap": reasons.count(STOP_CAP) / len(reasons),
@@ -232,9 +241,11 @@ def ranking_agreement(config: SailConfig, bundle: ModelBundle, candidate_set: Ca
     for setting in settings:
         done = runs[setting.name]
         diffs = torch.tensor([run.pop("diffs") for run in done], dtype=torch.float64)
+        wins = np.mean([run.pop("wins") for run in done], axis=0)
         row = {"setting": setting.name, **{k: float(np.mean([run[k] for run in done])) for k in done[0]}}
         row["agreement_spread"] = float(np.std([run["agreement"] for run in done]))
         row["diff_variance"] = float(diffs.var(dim=0).mean()) if repeats > 1 else float("nan")
         row["repeats"] = repeats
+        row["prompt_agreement"] = wins.tolist()  # per prompt, for paired comparisons between settings
         rows.append(row)
     return rows

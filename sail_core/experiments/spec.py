@@ -43,6 +43,9 @@ class Analysis(BaseModel):
     ranking_repeats: int = Field(3, ge=1)
     ranking_overrides: dict[str, Any] = {}
     """Config overrides of the ranking analysis's candidate set only (e.g. more prompts than a round has)."""
+    ranking_reference: str | None = None
+    """A ranking setting every other is compared with, prompt by prompt: the difference in agreement
+    with a paired bootstrap interval over the (seed, prompt) units, and the ratio of passes."""
     ranking_arms_rounds: int = Field(0, ge=0)
     """> 0: every ranking setting is also an arm of that many SAIL rounds (named as the setting), so the
     utility after training on each setting's pairs is measured by ``--arm <setting>``."""
@@ -89,6 +92,14 @@ class ExperimentSpec(BaseModel):
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be unique: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_ranking_reference(self) -> ExperimentSpec:
+        names = [s.name for s in self.analysis.ranking]
+        if self.analysis.ranking_reference is not None and self.analysis.ranking_reference not in names:
+            raise ValueError(f"analysis.ranking_reference {self.analysis.ranking_reference!r} is not a ranking "
+                             f"setting ({names})")
         return self
 
     @model_validator(mode="after")

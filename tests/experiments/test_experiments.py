@@ -86,3 +86,25 @@ def test_a_comparison_must_name_an_arm_and_a_model(tmp_path):
         (tmp_path / "bad.yaml").write_text(base + bad + "\n")
         with pytest.raises(InputError, match="is not <arm>/<model>"):
             ExperimentSpec.load(tmp_path / "bad.yaml")
+
+
+def test_ranking_settings_are_compared_with_the_reference_prompt_by_prompt(tmp_path):
+    from sail_cli.experiment import _ranking_versus_reference
+
+    (tmp_path / "r.yaml").write_text(
+        "name: r\npreset: world\nanalysis:\n  ranking_reference: k10\n  bootstrap_resamples: 4000\n  ranking:\n"
+        "    - {name: k10, reward: {k_draws: 10}}\n    - {name: k2, reward: {k_draws: 2}}\n")
+    spec = ExperimentSpec.load(tmp_path / "r.yaml")
+    rows = [{"seed": 0, "setting": "k10", "passes_per_candidate": 20.0, "prompt_agreement": [1, 1, 0, 0.5]},
+            {"seed": 0, "setting": "k2", "passes_per_candidate": 4.0, "prompt_agreement": [1, 0, 0, 0.5]},
+            {"seed": 1, "setting": "k10", "passes_per_candidate": 20.0, "prompt_agreement": [0, 1, 1, 1]},
+            {"seed": 1, "setting": "k2", "passes_per_candidate": 5.0, "prompt_agreement": [0, 1, 1, 1]}]
+    (row,) = _ranking_versus_reference(spec, rows)
+    # one prompt of eight lost agreement: -1/8; passes 4/20 and 5/20
+    assert (row["setting"], row["seeds"], row["prompts"]) == ("k2", 2, 8)
+    assert row["agreement_difference"] == pytest.approx(-1 / 8)
+    assert row["passes_ratio"] == pytest.approx((0.2 + 0.25) / 2)
+    assert row["low"] == -0.375 and row["high"] == 0.0  # 0 to 3 of 8 resampled units are the lost prompt
+    (tmp_path / "bad.yaml").write_text((tmp_path / "r.yaml").read_text().replace("reference: k10", "reference: k9"))
+    with pytest.raises(InputError, match="ranking_reference 'k9'"):
+        ExperimentSpec.load(tmp_path / "bad.yaml")
