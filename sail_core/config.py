@@ -175,8 +175,11 @@ class TrainConfig(_Strict):
     """Optimizer steps; None = one pass (epoch) over the round's pairs."""
     epochs: float = Field(1.0, gt=0)
     max_grad_norm: float | None = 1.0
-    divergence_loss_spike: float | None = Field(10.0, gt=1)
-    """Stop when a step's loss exceeds this × its running median (at least ln 2); None: only non-finite."""
+    divergence_loss_spike: float | None = Field(None, gt=1)
+    """Stop when a step's loss exceeds this × its running median (at least ln 2); None (the default):
+    a loss is only checked to be finite. Off by default because a DPO loss at large β is heavy-tailed:
+    healthy world runs reach 4–8× their running median, and one reached 11× (a hard batch, not a
+    divergence); the gradient norm, whose healthy spikes stay within 3×, is the reliable signal."""
     divergence_grad_spike: float | None = Field(100.0, gt=1)
     """Stop when a step's gradient norm (before clipping) exceeds this × its running median."""
     divergence_weight_growth: float | None = Field(10.0, gt=1)
