@@ -119,11 +119,15 @@ def training_reads(ctx: StageContext, inputs: TrainInputs) -> Iterator[list[str]
     yield sorted({f for column in table.columns for f in column.to_pylist()})
 
 
+GUARD_SETTINGS = frozenset({"divergence_loss_spike", "divergence_grad_spike", "divergence_weight_growth"})
+"""Not in the key: they decide whether a run stops, never what a finished run computed."""
+
+
 def train_settings(config: SailConfig, inputs: TrainInputs) -> dict[str, Any]:
     model = config.model.model_dump(mode="json")
     return {"model": model_settings(config), "train_mode": model["train_mode"], "lora": model["lora"],
             "reference_dtype": model["reference_dtype"],
-            "train": train_config(config, inputs.round_index).model_dump(mode="json"),
+            "train": train_config(config, inputs.round_index).model_dump(mode="json", exclude=set(GUARD_SETTINGS)),
             "processes": config.runtime.train_processes}
 
 

@@ -172,3 +172,17 @@ def test_by_default_a_hard_batch_does_not_stop_a_healthy_run():
         assert guard.check_step(step, loss, 240.0) is None
     assert guard.check_step(6, 9.79, 260.0) is None
     assert "gradient norm" in guard.check_step(7, 0.9, 240.0 * 101).reason
+
+
+def test_divergence_guards_are_not_in_the_training_key():
+    from types import SimpleNamespace
+
+    from sail_core.config import load_config
+    from sail_core.stages.train import train_settings
+
+    inputs = SimpleNamespace(round_index=1)
+    base = train_settings(load_config("world"), inputs)
+    guarded = train_settings(load_config("world", {"round_train.divergence_loss_spike": 10.0,
+                                                   "round_train.divergence_grad_spike": None}), inputs)
+    assert guarded == base  # a run that finishes computes the same whichever guards watched it
+    assert train_settings(load_config("world", {"round_train.learning_rate": 2e-4}), inputs) != base
