@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sail_core.errors import InputError
 from sail_core.experiments.ranking import RankingSetting
@@ -120,6 +120,11 @@ class ExperimentSpec(BaseModel):
             raise InputError("experiment spec does not exist", file=path)
         try:
             return ExperimentSpec.model_validate(yaml.safe_load(path.read_text()))
+        except ValidationError as exc:  # one line: the first problem and where it is
+            error, more = exc.errors()[0], len(exc.errors()) - 1
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ") + (f" (and {more} more)" if more else "")
+            raise InputError(f"invalid experiment spec: {where + ': ' if where else ''}{message}", file=path) from exc
         except ValueError as exc:
             raise InputError(f"invalid experiment spec: {exc}", file=path) from exc
 

@@ -26,6 +26,8 @@ def test_spec_loading_names_the_problem(tmp_path):
     with pytest.raises(InputError) as err:
         ExperimentSpec.load(tmp_path / "bad.yaml")
     assert err.value.file == str(tmp_path / "bad.yaml")
+    assert "arms.0.rounds: Input should be greater than or equal to 0" in str(err.value)
+    assert "\n" not in str(err.value)  # one line, as every CLI error
     with pytest.raises(InputError, match="no arm named"):
         spec.arm("missing")
 
