@@ -11,14 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sail_core.config import SailConfig, load_config
 from sail_core.errors import InputError
 from sail_core.evaluation.scoring import build_scorers, score_images
 from sail_core.experiments.aggregate import markdown_table, results_table, summarize_over_seeds, write_results
 from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
-from sail_core.experiments.bootstrap import paired_bootstrap, prompt_differences
+from sail_core.experiments.comparisons import (
+    differences_markdown,
+    model_differences,
+    ranking_versus_markdown,
+    ranking_versus_reference,
+)
 from sail_core.experiments.plots import plot_tradeoff, plot_trajectories
 from sail_core.experiments.ranking import ranking_agreement, round_one_candidates
 from sail_core.experiments.spec import ExperimentSpec, seed_overrides
@@ -48,47 +51,20 @@ def _metric_rows(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
              **{m: e["metrics"].get(m) for m in METRICS}} for e in result["evaluations"]]
 
 
-def _differences(spec: ExperimentSpec, rows: list[dict], runs_dir: str) -> list[dict]:
-    """``analysis.comparisons``: A − B per metric with a paired bootstrap interval over prompts and the
-    training seeds both models were run with (``sail_core.experiments.bootstrap``)."""
-    analysis = spec.analysis
-    found = {(r["arm"], r["model"], r["seed"]): r for r in rows}
-    cache: dict[str, dict] = {}
+def _scores_reader(spec: ExperimentSpec, runs_dir: str) -> Callable[[dict], dict]:
+    """Reads a metrics row's per-image scores from the seed's run directory (once per file)."""
+    cache: dict[Path, dict] = {}
 
     def scores(row: dict) -> dict:
         path = Path(runs_dir) / spec.name / f"seed-{row['seed']}" / (row.get("scores") or "scores.parquet")
-        if str(path) not in cache:
+        if path not in cache:
             if not row.get("scores") or not path.exists():
                 raise InputError(f"the scores of {row['arm']}/{row['model']} (seed {row['seed']}) are gone; rerun "
                                  f"`sail experiment ... --arm {row['arm']} --seed {row['seed']}`", file=path)
-            cache[str(path)] = read_table(path).to_pydict()
-        return cache[str(path)]
+            cache[path] = read_table(path).to_pydict()
+        return cache[path]
 
-    out = []
-    for a, b in analysis.comparisons:
-        (arm_a, _, model_a), (arm_b, _, model_b) = a.partition("/"), b.partition("/")
-        seeds = sorted({s for (arm, model, s) in found if (arm, model) == (arm_a, model_a)}
-                       & {s for (arm, model, s) in found if (arm, model) == (arm_b, model_b)})
-        if not seeds:
-            continue  # not both run yet in any seed
-        for metric in analysis.comparison_metrics:
-            per_seed = [prompt_differences(scores(found[arm_a, model_a, s]), scores(found[arm_b, model_b, s]), metric)
-                        for s in seeds]
-            if any(prompts != per_seed[0][0] for prompts, _ in per_seed):
-                raise InputError(f"{a} and {b} were evaluated on other prompts in some seeds", parameter="comparisons")
-            interval = paired_bootstrap(np.stack([d for _, d in per_seed]), analysis.bootstrap_resamples,
-                                        analysis.confidence_level)
-            out.append({"a": a, "b": b, "metric": metric, "seeds": len(seeds), "prompts": len(per_seed[0][0]),
-                        "difference": interval.mean, "low": interval.low, "high": interval.high,
-                        "p_not_above_zero": interval.p_not_above_zero})
-    return out
-
-
-def _differences_markdown(rows: list[dict], level: float) -> str:
-    lines = [f"| A | B | metric | seeds | prompts | A − B | {level:.0%} CI | P(A − B ≤ 0) |", "|" + "---|" * 8]
-    lines += [f"| {r['a']} | {r['b']} | {r['metric']} | {r['seeds']} | {r['prompts']} | {r['difference']:+.4f} | "
-              f"[{r['low']:+.4f}, {r['high']:+.4f}] | {r['p_not_above_zero']:.3f} |" for r in rows]
-    return "\n".join(lines)
+    return scores
 
 
 def _judge(config: SailConfig):
@@ -175,10 +151,10 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
         _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started,
                        sorted({r["seed"] for r in rows + ranking}))
         _write_ranking(out, spec, ranking, rows, rank_passes)
-    differences = _differences(spec, rows, runs_dir)
+    differences = model_differences(spec.analysis, rows, _scores_reader(spec, runs_dir))
     if differences:
         write_results(out, "differences", differences,
-                      _differences_markdown(differences, spec.analysis.confidence_level))
+                      differences_markdown(differences, spec.analysis.confidence_level))
     return out
 
 
@@ -210,9 +186,9 @@ def _write_ranking(out: Path, spec: ExperimentSpec, ranking: list[dict], rows: l
         for row in summary:
             row["series"] = series.get(row["setting"], "other")
         plot_tradeoff(summary, "passes_per_candidate", "agreement", out / "ranking_agreement.png")
-        versus = _ranking_versus_reference(spec, order)
+        versus = ranking_versus_reference(spec.analysis, order)
         if versus:
-            write_results(out, "ranking_vs_reference", versus, _ranking_versus_markdown(versus, spec))
+            write_results(out, "ranking_vs_reference", versus, ranking_versus_markdown(versus, spec.analysis))
     arms = set(names)
     utility = [{**r, **p} for r in rows if r["arm"] in arms
                for p in rank_passes if (p["arm"], p["seed"], p["model"]) == (r["arm"], r["seed"], r["model"])]
@@ -221,36 +197,6 @@ def _write_ranking(out: Path, spec: ExperimentSpec, ranking: list[dict], rows: l
         write_results(out, "ranking_utility", utility, markdown_table(summarize_over_seeds(utility, metrics), metrics))
     if rank_passes:
         write_table(out / "ranking_passes.parquet", results_table(rank_passes), overwrite=True)
-
-
-def _ranking_versus_reference(spec: ExperimentSpec, ranking: list[dict]) -> list[dict]:
-    """Each setting against ``analysis.ranking_reference`` on the same candidates: agreement difference
-    per (seed, prompt), with a paired bootstrap interval over those units, and the ratio of passes."""
-    reference = spec.analysis.ranking_reference
-    by_seed = {(r["seed"], r["setting"]): r for r in ranking if r.get("prompt_agreement") is not None}
-    seeds = sorted({s for s, name in by_seed if name == reference})
-    out = []
-    for setting in dict.fromkeys(r["setting"] for r in ranking):
-        if setting == reference or not all((s, setting) in by_seed for s in seeds) or not seeds:
-            continue
-        diffs = np.concatenate([np.subtract(by_seed[s, setting]["prompt_agreement"],
-                                            by_seed[s, reference]["prompt_agreement"]) for s in seeds])
-        interval = paired_bootstrap(diffs[None, :], spec.analysis.bootstrap_resamples, spec.analysis.confidence_level)
-        passes = [by_seed[s, setting]["passes_per_candidate"] / by_seed[s, reference]["passes_per_candidate"]
-                  for s in seeds]
-        out.append({"setting": setting, "reference": reference, "seeds": len(seeds), "prompts": len(diffs),
-                    "passes_ratio": float(np.mean(passes)), "agreement_difference": interval.mean,
-                    "low": interval.low, "high": interval.high})
-    return out
-
-
-def _ranking_versus_markdown(rows: list[dict], spec: ExperimentSpec) -> str:
-    level, reference = spec.analysis.confidence_level, rows[0]["reference"]
-    lines = [f"| setting | seeds | prompts | passes / {reference}'s | agreement − {reference}'s | {level:.0%} CI |",
-             "|" + "---|" * 6]
-    lines += [f"| {r['setting']} | {r['seeds']} | {r['prompts']} | {r['passes_ratio']:.2f} | "
-              f"{r['agreement_difference']:+.3f} | [{r['low']:+.3f}, {r['high']:+.3f}] |" for r in rows]
-    return "\n".join(lines)
 
 
 def _series(reward: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ def test_a_comparison_must_name_an_arm_and_a_model(tmp_path):
 
 
 def test_ranking_settings_are_compared_with_the_reference_prompt_by_prompt(tmp_path):
-    from sail_cli.experiment import _ranking_versus_reference
+    from sail_core.experiments.comparisons import ranking_versus_reference
 
     (tmp_path / "r.yaml").write_text(
         "name: r\npreset: world\nanalysis:\n  ranking_reference: k10\n  bootstrap_resamples: 4000\n  ranking:\n"
@@ -101,7 +101,7 @@ def test_ranking_settings_are_compared_with_the_reference_prompt_by_prompt(tmp_p
             {"seed": 0, "setting": "k2", "passes_per_candidate": 4.0, "prompt_agreement": [1, 0, 0, 0.5]},
             {"seed": 1, "setting": "k10", "passes_per_candidate": 20.0, "prompt_agreement": [0, 1, 1, 1]},
             {"seed": 1, "setting": "k2", "passes_per_candidate": 5.0, "prompt_agreement": [0, 1, 1, 1]}]
-    (row,) = _ranking_versus_reference(spec, rows)
+    (row,) = ranking_versus_reference(spec.analysis, rows)
     # one prompt of eight lost agreement: -1/8; passes 4/20 and 5/20
     assert (row["setting"], row["seeds"], row["prompts"]) == ("k2", 2, 8)
     assert row["agreement_difference"] == pytest.approx(-1 / 8)
