@@ -40,8 +40,17 @@ def _run_arm(spec: ExperimentSpec, arm_name: str, seed: int, runs_dir: str) -> d
     arm = spec.arm(arm_name)
     overrides = {**spec.overrides, **seed_overrides(seed), **arm.overrides}
     # a run name is one path component: the experiment's runs live in <runs_dir>/<experiment>/seed-<s>/
-    return sail_loop(preset=spec.preset, run_name=f"seed-{seed}", rounds=arm.rounds, overrides=overrides,
-                     runs_dir=f"{runs_dir.rstrip('/')}/{spec.name}", report_dir=f"report-{arm.name}")
+    return sail_loop(preset=spec.preset, run_name=_SEED_RUN.format(seed=seed), rounds=arm.rounds,
+                     overrides=overrides, runs_dir=f"{runs_dir.rstrip('/')}/{spec.name}",
+                     report_dir=f"report-{arm.name}")
+
+
+_SEED_RUN = "seed-{seed}"
+"""The run every arm of one seed shares, under ``<runs_dir>/<experiment>/``."""
+
+
+def _seed_run_dir(spec: ExperimentSpec, runs_dir: str, seed: int) -> Path:
+    return Path(runs_dir) / spec.name / _SEED_RUN.format(seed=seed)
 
 
 def _metric_rows(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
@@ -56,9 +65,10 @@ def _scores_reader(spec: ExperimentSpec, runs_dir: str) -> Callable[[dict], dict
     cache: dict[Path, dict] = {}
 
     def scores(row: dict) -> dict:
-        path = Path(runs_dir) / spec.name / f"seed-{row['seed']}" / (row.get("scores") or "scores.parquet")
+        run_dir = _seed_run_dir(spec, runs_dir, row["seed"])
+        path = run_dir / row["scores"] if row.get("scores") else run_dir
         if path not in cache:
-            if not row.get("scores") or not path.exists():
+            if path == run_dir or not path.exists():  # a row of an older invocation, or a deleted run
                 raise InputError(f"the scores of {row['arm']}/{row['model']} (seed {row['seed']}) are gone; rerun "
                                  f"`sail experiment ... --arm {row['arm']} --seed {row['seed']}`", file=path)
             cache[path] = read_table(path).to_pydict()
@@ -109,7 +119,7 @@ def _ranking(spec: ExperimentSpec, seed: int, runs_dir: str) -> list[dict]:
     analysis = spec.analysis
     config = load_config(spec.preset, {**spec.overrides, **seed_overrides(seed), **analysis.ranking_overrides})
     bundle = cached_bundle(config.model, "cpu")
-    candidate_set = round_one_candidates(config, Path(runs_dir) / spec.name / f"seed-{seed}")
+    candidate_set = round_one_candidates(config, _seed_run_dir(spec, runs_dir, seed))
     rows = ranking_agreement(config, bundle, candidate_set, _judge(config), analysis.ranking, analysis.ranking_repeats,
                              replayed=True)
     return [{"seed": seed, **row} for row in rows]

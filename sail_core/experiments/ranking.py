@@ -101,11 +101,6 @@ def best_worst_wins(rewards: Sequence[float], members: Sequence[Sequence[int]], 
     return wins
 
 
-def best_worst_agreement(rewards: Sequence[float], members: Sequence[Sequence[int]], scores: np.ndarray) -> float:
-    """Fraction of prompts whose reward-best candidate has a higher judge score than the reward-worst
-    (:func:`best_worst_wins` averaged)."""
-    return float(np.mean(best_worst_wins(rewards, members, scores)))
-
 
 PLAIN_STREAM_BLOCK = 2
 """Block size of the plain stream (uniform t, independent ε) that every plain setting replays on."""
@@ -188,7 +183,7 @@ def ranking_agreement(config: SailConfig, bundle: ModelBundle, candidate_set: Ca
                       settings: Sequence[RankingSetting], repeats: int = 3,
                       replayed: bool = False) -> list[dict[str, Any]]:
     """One row per setting: means over ``repeats`` independent sets of draws of the passes per
-    candidate, the agreement (:func:`best_worst_agreement`) and the fractions of prompts that stopped
+    candidate, the agreement (:func:`best_worst_wins`, averaged) and the fractions of prompts that stopped
     settled, tied or at the cap; ``prompt_agreement`` the agreement of each prompt (in candidate order,
     mean over repeats); ``agreement_spread`` is the agreement's sd over repeats, and
     ``diff_variance`` the variance over repeats of r_A − r_B for the disjoint candidate pairs (0, 1),

@@ -70,14 +70,14 @@ def test_the_shipped_ranking_spec_loads_and_every_setting_is_a_valid_reward_conf
 def test_best_worst_agreement_counts_ties_as_half():
     import numpy as np
 
-    from sail_core.experiments.ranking import best_worst_agreement
+    from sail_core.experiments.ranking import best_worst_wins
 
     members = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     rewards = [0.3, 0.1, 0.2,   # best 0, worst 1: judge agrees (0.9 > 0.1)
                0.1, 0.3, 0.2,   # best 4, worst 3: judge disagrees (0.2 < 0.5)
                0.0, 0.0, 0.0]   # tied rewards: no pair, counts 1/2
     scores = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.0, 0.3, 0.3, 0.3])
-    assert best_worst_agreement(rewards, members, scores) == pytest.approx((1 + 0 + 0.5) / 3)
+    assert np.mean(best_worst_wins(rewards, members, scores)) == pytest.approx((1 + 0 + 0.5) / 3)
 
 
 def test_a_comparison_must_name_an_arm_and_a_model(tmp_path):
