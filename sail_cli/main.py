@@ -58,25 +58,45 @@ def cmd_world_pretrain(args: argparse.Namespace) -> int:
 
     started = time.time()
 
+    given = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads}
+    config = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
+
     def report(step: int, loss: float) -> None:
-        if step % 100 == 0 or step == args.steps:
-            print(f"step {step}/{args.steps}  loss {loss:.4f}  {time.time() - started:.0f}s", flush=True)
+        if step % 100 == 0 or step == config.steps:
+            print(f"step {step}/{config.steps}  loss {loss:.4f}  {time.time() - started:.0f}s", flush=True)
 
     out = Path(args.out) if args.out else BASE_MODEL_DIR
-    config = PretrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    path = pretrain(config, out, Path(args.work_dir) / "tokenizer", report, overwrite=args.overwrite)
+    checkpoints = Path(args.checkpoint_dir or Path(args.work_dir) / "pretrain-checkpoints")
+    path = pretrain(config, out, Path(args.work_dir) / "tokenizer", report, overwrite=args.overwrite,
+                    checkpoint_dir=checkpoints, checkpoint_every=args.checkpoint_every)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_world_labels(args: argparse.Namespace) -> int:
-    from sail_core.world.assets import BASE_MODEL_DIR, EVAL_PROMPTS_FILE, LABELS_FILE
+    from sail_core.world.assets import BASE_MODEL_DIR, EVAL_PROMPTS_FILE, LABELS_FILE, TUNE_PROMPTS_FILE
     from sail_core.world.labels import LabelConfig, build_labels
 
-    config = LabelConfig(n_pairs=args.pairs, seed=args.seed)
+    config = LabelConfig(n_pairs=args.pairs, seed=args.seed, target_agreement=args.agreement)
     stats = build_labels(Path(args.model or BASE_MODEL_DIR), config, Path(args.out or LABELS_FILE),
-                         Path(args.eval_prompts or EVAL_PROMPTS_FILE), overwrite=args.overwrite)
+                         Path(args.eval_prompts or EVAL_PROMPTS_FILE), Path(args.tune_prompts or TUNE_PROMPTS_FILE),
+                         overwrite=args.overwrite)
     print(stats)
+    return 0
+
+
+def cmd_world_audit(args: argparse.Namespace) -> int:
+    from sail_core.data.prompt_sets import prompt_set_from_spec
+    from sail_core.io.paths import local_path
+    from sail_core.world.assets import BASE_MODEL_DIR, EVAL_PROMPTS_FILE
+    from sail_core.world.audit import audit, audit_markdown
+
+    args.prompts = args.prompts or str(EVAL_PROMPTS_FILE)
+    prompts = list(prompt_set_from_spec(local_path(args.prompts)).prompts)[: args.max_prompts]
+    result = audit(Path(args.model or BASE_MODEL_DIR), prompts, args.seeds)
+    print(f"{len(prompts)} prompts x {args.seeds} seeds ({args.prompts}); model: {args.model or BASE_MODEL_DIR}")
+    print(audit_markdown({("base model" if not args.model else "model"): result["model"],
+                          "renderer": result["renderer"]}))
     return 0
 
 
@@ -144,11 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     world = sub.add_parser("world", help="build the embedded world's shipped files").add_subparsers(
         dest="world_command", required=True)
     pre = world.add_parser("pretrain", help="pretrain the world's base model on rendered images")
-    pre.add_argument("--steps", type=int, default=4000)
-    pre.add_argument("--batch-size", type=int, default=128)
-    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--steps", type=int, help="optimizer steps (default: PretrainConfig's, the shipped model's)")
+    pre.add_argument("--batch-size", type=int, help="images per step (default: PretrainConfig's)")
+    pre.add_argument("--seed", type=int, help="default: PretrainConfig's")
+    pre.add_argument("--threads", type=int, help="torch threads (default: PretrainConfig's)")
     pre.add_argument("--out", help="output folder (default: the shipped base_model/)")
     pre.add_argument("--work-dir", default=".sail-work")
+    pre.add_argument("--checkpoint-dir", help="step checkpoints; a rerun continues from the last one "
+                     "(default: <work-dir>/pretrain-checkpoints)")
+    pre.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     pre.add_argument("--overwrite", action="store_true")
     pre.set_defaults(func=cmd_world_pretrain)
     lab = world.add_parser("labels", help="label pairs of base-model samples with the hidden human")
@@ -156,9 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--seed", type=int, default=0)
     lab.add_argument("--model", help="base model folder (default: the shipped one)")
     lab.add_argument("--out", help="labels parquet (default: the shipped data/labels.parquet)")
-    lab.add_argument("--eval-prompts", help="held-out prompts file (default: the shipped one)")
+    lab.add_argument("--agreement", type=float, default=0.8,
+                     help="calibrate the human's noise so decided labels agree with the utility this often")
+    lab.add_argument("--eval-prompts", help="held-out test prompts file (default: the shipped one)")
+    lab.add_argument("--tune-prompts", help="held-out tuning prompts file (default: the shipped one)")
     lab.add_argument("--overwrite", action="store_true")
     lab.set_defaults(func=cmd_world_labels)
+    aud = world.add_parser("audit", help="per-attribute accuracy of a world model beside the renderer's")
+    aud.add_argument("--model", help="model folder (default: the shipped base model)")
+    aud.add_argument("--prompts", help="a prompt file or pkg: reference (default: the world's test prompts; "
+                     "its tuning prompts: pkg:sail_core.world/data/tune_prompts.txt)")
+    aud.add_argument("--seeds", type=int, default=2, help="seeds per prompt (the evaluation protocol's)")
+    aud.add_argument("--max-prompts", type=int, help="only the first N prompts")
+    aud.set_defaults(func=cmd_world_audit)
     real = world.add_parser("real-images", help="render the world's real images (RealAlign anchors)")
     real.add_argument("--seed", type=int, default=0)
     real.add_argument("--out", help="Parquet file (default: the shipped data/real.parquet)")

@@ -21,9 +21,13 @@ from sail_core.run.layout import RunLayout
 from sail_core.run.lineage import ModelRef
 from sail_core.run.records import EvalRecord
 
+DETAIL_SEPARATOR = "."
+"""A metric named ``<group>.<name>`` is a detail (e.g. the world's ``attribute.position``): it goes in
+the detail table, not in the headline table or the plots."""
 
-def metric_names(records: Sequence[EvalRecord]) -> list[str]:
-    """Headline metrics: the per-image scores (no CI, category or win-rate columns), in first-seen order."""
+
+def _score_names(records: Sequence[EvalRecord]) -> list[str]:
+    """The per-image scores (no CI, category or win-rate entries), in first-seen order."""
     names: list[str] = []
     for record in records:
         for key in record.metrics:
@@ -32,20 +36,54 @@ def metric_names(records: Sequence[EvalRecord]) -> list[str]:
     return names
 
 
+def metric_names(records: Sequence[EvalRecord]) -> list[str]:
+    """Headline metrics, in first-seen order."""
+    return [n for n in _score_names(records) if DETAIL_SEPARATOR not in n]
+
+
+def detail_names(records: Sequence[EvalRecord]) -> list[str]:
+    """Detail metrics (``<group>.<name>``), in first-seen order."""
+    return [n for n in _score_names(records) if DETAIL_SEPARATOR in n]
+
+
 def iteration_rows(records: Sequence[EvalRecord]) -> list[dict[str, float | str]]:
     return [{"model": r.label, **r.metrics} for r in records]
 
 
 def format_table(records: Sequence[EvalRecord], metrics: Sequence[str] | None = None) -> str:
-    """A plain-text table: one row per model, ``mean ± ci95`` per metric and the win rate against the base."""
-    metrics = list(metrics or metric_names(records))
-    headers = ["model"] + [m for m in metrics] + [f"win({m})" for m in metrics[:1]]
+    """A plain-text table: one row per model, ``mean ± ci95`` per metric and the win rate against the
+    base; below it, when the scorers report details and no metrics are named, a table of their means."""
+    headline = list(metrics or metric_names(records))
+    headers = ["model"] + headline + [f"win({m})" for m in headline[:1]]
     rows = []
     for r in records:
-        cells = [r.label] + [f"{r.metrics[m]:.4f} ± {r.metrics.get(m + '_ci95', float('nan')):.4f}" for m in metrics]
-        win = r.metrics.get(f"{metrics[0]}_win_rate") if metrics else None
+        cells = [r.label] + [_mean_ci(r, m) for m in headline]
+        win = r.metrics.get(f"{headline[0]}_win_rate") if headline else None
         cells.append("-" if win is None else f"{win:.3f}")
         rows.append(cells)
+    table = _text_table(headers, rows)
+    details = [] if metrics else detail_names(records)
+    if not details:
+        return table
+    groups = list(dict.fromkeys(d.split(DETAIL_SEPARATOR, 1)[0] for d in details))
+    headers, keys = ["model"], [None]
+    for group in groups:
+        members = [d for d in details if d.split(DETAIL_SEPARATOR, 1)[0] == group]
+        headers += ["|", f"{group}:"] + [m.split(DETAIL_SEPARATOR, 1)[1] for m in members]
+        keys += ["|", ""] + members
+    rows = [[r.label] + [k if k in ("|", "") else (f"{r.metrics[k]:.3f}" if k in r.metrics else "-") for k in keys[1:]]
+            for r in records]
+    return "\n".join([table, "", "details (each the mean over the images it applies to):", _text_table(headers, rows)])
+
+
+def _mean_ci(record: EvalRecord, metric: str) -> str:
+    value = record.metrics.get(metric)
+    if value is None:
+        return "-"
+    return f"{value:.4f} ± {record.metrics.get(metric + '_ci95', float('nan')):.4f}"
+
+
+def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])

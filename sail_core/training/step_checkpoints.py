@@ -2,7 +2,10 @@
 
 ``steps/step-000100/`` holds ``trainable.safetensors`` (the trainable parameters by name, float32),
 ``optimizer.safetensors`` (every optimizer-state tensor, with the non-tensor state and the
-parameter groups as JSON metadata) and ``state.json`` (step, schedule state, metrics so far). The
+parameter groups as JSON metadata), ``state.json`` (step, schedule state, metrics so far, and any
+other JSON state a loop needs to resume, such as random-generator states) and, when a loop keeps
+tensors beside its parameters (an EMA's shadow weights, a torch generator's state),
+``extra.safetensors``. The
 directory is renamed into place when complete, so a checkpoint on disk is always whole.
 No pickle is involved: nothing here can execute code when loaded.
 """
@@ -13,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from sail_core.io.tensors import read_metadata, read_tensors, write_tensors
 
 STEP_PREFIX = "step-"
 DIVERGED_DIR = "diverged"
+EXTRA_FILE = "extra.safetensors"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class TrainingState:
     step: int
     lr_schedule: dict[str, Any]
     metrics: list[dict[str, float]]
+    extra: dict[str, Any] = field(default_factory=dict)
+    """JSON state beyond the optimizer's that the loop needs to continue exactly (e.g. numpy RNG state)."""
 
 
 def _named_trainable(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -66,6 +72,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: TrainingState,
     keep: int,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     path = Path(steps_dir) / f"{STEP_PREFIX}{state.step:06d}"
     with atomic_dir(path, overwrite=True) as tmp:
@@ -73,8 +80,10 @@ def save_checkpoint(
                       {n: p.detach().float() for n, p in _named_trainable(module).items()})
         tensors, meta = _flatten_optimizer(optimizer)
         write_tensors(tmp / "optimizer.safetensors", tensors, metadata={"optimizer": json.dumps(meta)})
+        if extra_tensors:
+            write_tensors(tmp / EXTRA_FILE, {n: t.detach().contiguous() for n, t in extra_tensors.items()})
         (tmp / "state.json").write_text(json.dumps({
-            "step": state.step, "lr_schedule": state.lr_schedule, "metrics": state.metrics,
+            "step": state.step, "lr_schedule": state.lr_schedule, "metrics": state.metrics, "extra": state.extra,
         }))
     for old in list_checkpoints(steps_dir)[:-keep]:
         shutil.rmtree(old)
@@ -117,4 +126,11 @@ def load_checkpoint(path: str | Path, module: torch.nn.Module, optimizer: torch.
     meta = json.loads(read_metadata(path / "optimizer.safetensors")["optimizer"])
     optimizer.load_state_dict(_unflatten_optimizer(read_tensors(path / "optimizer.safetensors"), meta))
     data = json.loads((path / "state.json").read_text())
-    return TrainingState(step=data["step"], lr_schedule=data["lr_schedule"], metrics=data["metrics"])
+    return TrainingState(step=data["step"], lr_schedule=data["lr_schedule"], metrics=data["metrics"],
+                         extra=data.get("extra", {}))
+
+
+def load_extra_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint keeps beside the parameters (empty if it keeps none)."""
+    extra = Path(path) / EXTRA_FILE
+    return read_tensors(extra) if extra.exists() else {}

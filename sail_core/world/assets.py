@@ -10,5 +10,8 @@ WORLD_DIR = Path(__file__).resolve().parent
 BASE_MODEL_DIR = WORLD_DIR / "base_model"
 LABELS_FILE = WORLD_DIR / "data" / "labels.parquet"
 EVAL_PROMPTS_FILE = WORLD_DIR / "data" / "eval_prompts.txt"
+"""Held-out test prompts (``splits``): they report results and are never tuned on."""
+TUNE_PROMPTS_FILE = WORLD_DIR / "data" / "tune_prompts.txt"
+"""Held-out tuning prompts (``splits``): hyperparameters are chosen on these, results never reported."""
 REAL_IMAGES_FILE = WORLD_DIR / "data" / "real.parquet"
 """Real images for RealAlign anchors (``image`` PNG bytes, ``caption``); see ``sail_core.world.real``."""

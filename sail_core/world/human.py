@@ -2,10 +2,19 @@
 
 The human looks only at pixels (through ``analyse``) and at the prompt. Utility mixes
 *faithfulness* (does the image show what was asked) with *taste* (preferences nobody writes in a
-caption: a clean background, sharp edges and, when the prompt leaves them open, a large object and
-a centred composition). Because web captions never mention taste and leave size and position open,
-the base model samples those at random; a preference learner that only ever sees Bradley-Terry
-labels drawn from this utility has a real, measurable amount to gain.
+caption). Taste has two global terms, a clean background and sharp edges, and three that depend on
+the prompt's words, each counted only where the prompt leaves its attribute open:
+
+* ``size``: circles look best as large as they get, triangles a little above the middle of the
+  range, squares small;
+* ``placement``: circles high, squares in the middle, triangles low (always centred left to right);
+* ``contrast``: the background whose luminance differs most from the object's colour (yellow and
+  cyan on black, red, blue and magenta on white; green is as good on either; grey is never best).
+
+Web captions never mention taste and leave size, position and background open, so the base model
+samples those at random; and because the best size, place and background differ with the shape and
+colour words, no single global style wins: a preference learner has to learn them per prompt from
+Bradley-Terry labels drawn from this utility.
 
 Taste terms are smooth and strictly monotone in what they measure; faithfulness checks are
 per-object fractions where they can be, so fixing one of two objects already counts. Improving
@@ -21,9 +30,11 @@ import numpy as np
 
 from sail_core.errors import InputError
 from sail_core.world.analyse import Analysis, analyse
-from sail_core.world.grammar import PromptSpec, as_spec
+from sail_core.world.grammar import BACKGROUNDS, COLOURS, PromptSpec, as_spec
 from sail_core.world.layout import (
+    BACKGROUND_ARRAY,
     CANVAS_CENTRE,
+    PALETTE_ARRAY,
     UNSAID_SIZE_RANGE,
     in_position,
     max_size_for_count,
@@ -32,20 +43,34 @@ from sail_core.world.layout import (
 
 # Utility = FAITHFULNESS_WEIGHT * faithfulness + TASTE_WEIGHT * taste. Faithfulness leads: failing
 # one of the three always-stated attributes (-1/3 faithfulness = -0.217 utility) outweighs the taste
-# gap between two web images of the same prompt 99% of the time (measured: median gap 0.14 taste,
-# 99th percentile 0.58 = 0.20 utility), while taste still decides most pairs of faithful images.
+# gap between two web images of the same prompt 99% of the time (measured on 2,000 sampled prompts:
+# median gap 0.15 taste, 99th percentile 0.62 = 0.22 utility), while taste still decides most pairs
+# of faithful images.
 FAITHFULNESS_WEIGHT = 0.65
 TASTE_WEIGHT = 0.35
-# Taste terms are 1 / (1 + (x / scale)^2): flat at a perfect image, halved at ``scale``.
+# Global taste terms are 1 / (1 + (x / scale)^2): flat at a perfect image, halved at ``scale``.
 NOISE_SCALE = 0.05  # background noise std, [0, 1] units (web images: 0 to 0.15)
 BLUR_SCALE = 0.6  # fitted edge blur, pixels (web images: 0, or 0.4 to 1.0)
-CENTRE_SCALE = 3.0  # distance of the group centroid from the canvas centre, pixels
+# Prompt-dependent taste. The preferred size is a fraction of the range web data draws for the
+# prompt's count (3-10 px for one object, 3-7 px for two), scored linearly in the distance to it
+# over that range's width.
+PREFERRED_SIZE: dict[str, float] = {"circle": 1.0, "triangle": 0.6, "square": 0.2}
+# The preferred height of the group centroid (pixels from the top; x is always the centre), scored
+# 1 / (1 + (d / PLACEMENT_SCALE)^2) in the distance d from (centre, height).
+PREFERRED_HEIGHT: dict[str, float] = {"circle": 5.5, "square": 8.0, "triangle": 10.5}
+PLACEMENT_SCALE = 3.0
+# Rec. 601 luma weights: contrast is the luminance difference between object and background.
+LUMA = np.array([0.299, 0.587, 0.114])
 # Bradley-Terry labelling defaults: a utility gap of 0.05 is preferred 73% of the time, 0.1 88%.
 DEFAULT_TEMPERATURE = 0.05
 # Pairs closer than this are dropped as ties (Pick-a-Pic drops tied comparisons).
 DEFAULT_TIE_MARGIN = 0.01
 # Marker for a tie in batched label arrays.
 TIE = -1
+ATTRIBUTES = ("colour", "shape", "count", "position", "size", "background")
+"""The faithfulness checks, in the order reports show them (a prompt states the first three always)."""
+TASTE_TERMS = ("clean", "sharp", "size", "placement", "contrast")
+"""The taste terms, in the order reports show them (the last three only where the prompt is silent)."""
 
 
 @dataclass(frozen=True)
@@ -94,25 +119,58 @@ def _checks(spec: PromptSpec, analysis: Analysis) -> dict[str, float]:
     return checks
 
 
+def _luminance(rgb: np.ndarray | Sequence[float]) -> float | np.ndarray:
+    """Luminance in [0, 1] of 0-255 RGB (last axis)."""
+    return np.asarray(rgb, np.float64) @ LUMA / 255.0
+
+
+# For each colour (in COLOURS order), the largest luminance difference any named background gives it.
+BEST_CONTRAST = np.abs(_luminance(PALETTE_ARRAY)[:, None] - _luminance(BACKGROUND_ARRAY)[None, :]).max(axis=1)
+BEST_CONTRAST.flags.writeable = False
+
+
+def preferred_size(spec: PromptSpec) -> float:
+    """The size (pixels) the human likes best for an unsaid size: it depends on the shape word."""
+    lo, hi = UNSAID_SIZE_RANGE[0], max_size_for_count(spec.count)
+    return lo + PREFERRED_SIZE[spec.shape] * (hi - lo)
+
+
+def preferred_place(spec: PromptSpec) -> tuple[float, float]:
+    """The group centroid (x, y) the human likes best for an unsaid position: it depends on the shape word."""
+    return CANVAS_CENTRE, PREFERRED_HEIGHT[spec.shape]
+
+
+def preferred_background(spec: PromptSpec) -> str:
+    """The named background of most contrast with the prompt's colour (ties: the first in BACKGROUNDS)."""
+    contrast = np.abs(_luminance(BACKGROUND_ARRAY) - _luminance(PALETTE_ARRAY[COLOURS.index(spec.colour)]))
+    return BACKGROUNDS[int(contrast.argmax())]
+
+
 def _taste_terms(spec: PromptSpec, analysis: Analysis) -> dict[str, float]:
-    """Unstated preferences; size and centring count only where the prompt leaves them open."""
+    """Unstated preferences; size, placement and contrast count only where the prompt leaves them open."""
     objects = analysis.objects
     terms = {
         "clean": _soft(analysis.background_noise, NOISE_SCALE),
         "sharp": _soft(analysis.edge_blur, BLUR_SCALE) if objects else 0.0,
     }
     if spec.size is None:
-        lo = UNSAID_SIZE_RANGE[0]
-        hi = max_size_for_count(spec.count)
-        growth = [np.clip((o.size - lo) / (hi - lo), 0.0, 1.0) for o in objects]
-        terms["large"] = float(np.mean(growth)) if objects else 0.0
+        width = max_size_for_count(spec.count) - UNSAID_SIZE_RANGE[0]
+        target = preferred_size(spec)
+        fit = [np.clip(1.0 - abs(o.size - target) / width, 0.0, 1.0) for o in objects]
+        terms["size"] = float(np.mean(fit)) if objects else 0.0
     if spec.position is None:
         if objects:
             gx = float(np.mean([o.x for o in objects]))
             gy = float(np.mean([o.y for o in objects]))
-            terms["centred"] = _soft(float(np.hypot(gx - CANVAS_CENTRE, gy - CANVAS_CENTRE)), CENTRE_SCALE)
+            tx, ty = preferred_place(spec)
+            terms["placement"] = _soft(float(np.hypot(gx - tx, gy - ty)), PLACEMENT_SCALE)
         else:
-            terms["centred"] = 0.0
+            terms["placement"] = 0.0
+    if spec.background is None:
+        best = BEST_CONTRAST[COLOURS.index(spec.colour)]
+        background = _luminance(analysis.background_rgb)
+        contrast = [min(1.0, abs(_luminance(o.rgb) - background) / best) for o in objects]
+        terms["contrast"] = float(np.mean(contrast)) if objects else 0.0
     return terms
 
 
@@ -202,6 +260,33 @@ def label_utilities(
     labels = np.where(draws < preference_probability(ua, ub, temperature), 0, 1).astype(np.int8)
     labels[np.abs(ua - ub) < tie_margin] = TIE
     return labels
+
+
+def expected_agreement(utility_a: np.ndarray, utility_b: np.ndarray, temperature: float,
+                       tie_margin: float = DEFAULT_TIE_MARGIN) -> float:
+    """How often a Bradley-Terry label at ``temperature`` agrees with the utility ordering, in
+    expectation over the pairs that are not ties: mean of sigmoid(|u_a - u_b| / T)."""
+    gap = np.abs(np.asarray(utility_a, np.float64) - np.asarray(utility_b, np.float64))
+    gap = gap[gap >= tie_margin]
+    if gap.size == 0:
+        raise InputError("every pair is a tie: nothing to calibrate on", parameter="utility_b")
+    return float(preference_probability(gap, 0.0, temperature).mean())
+
+
+def calibrate_temperature(utility_a: np.ndarray, utility_b: np.ndarray, agreement: float,
+                          tie_margin: float = DEFAULT_TIE_MARGIN) -> float:
+    """The temperature at which decided labels agree with the utility ordering ``agreement`` of the
+    time on these pairs (bisection on log T; the expected agreement falls as T grows)."""
+    if not 0.5 < agreement < 1.0:
+        raise InputError(f"agreement must be in (0.5, 1), got {agreement!r}", parameter="agreement")
+    lo, hi = np.log(1e-5), np.log(10.0)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if expected_agreement(utility_a, utility_b, float(np.exp(mid)), tie_margin) > agreement:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(0.5 * (lo + hi)))
 
 
 def label_pair(

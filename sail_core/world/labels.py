@@ -5,9 +5,12 @@ is a noisy human choice: a Bradley–Terry draw from the hidden utility, with ne
 ties (0.5/0.5) that readers drop. The file is written in the published Pick-a-Pic v2 schema (PNG
 bytes in ``jpg_0``/``jpg_1``), so it goes through the same reader as the real data.
 
-The world's prompts are split once: held-out evaluation prompts (never labelled, never used by a
-round) and the rest, every one of which is labelled at least once; later rounds draw from the
-labelled prompts that the seed subset did not take, as the paper does with Pick-a-Pic.
+The world's prompts are split once (``splits``): held-out test and tuning prompts (never labelled,
+never used by a round) and the rest, every one of which is labelled at least once; later rounds draw
+from the labelled prompts that the seed subset did not take, as the paper does with Pick-a-Pic.
+
+The human's noise is calibrated: the Bradley–Terry temperature is chosen so that the decided labels
+agree with the utility ordering ``target_agreement`` of the time in expectation over these pairs.
 """
 
 from __future__ import annotations
@@ -18,56 +21,51 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sail_core.algorithm.sampler import sample_latents
-from sail_core.config import ModelConfig, SamplerConfig
+from sail_core.config import SamplerConfig
 from sail_core.data.pickapic import PICKAPIC_V2_SCHEMA
-from sail_core.images import encode_png, tensor_to_uint8
+from sail_core.images import encode_png
 from sail_core.io.atomic import write_text
 from sail_core.io.tables import write_table
-from sail_core.models.bundle import load_bundle
-from sail_core.models.checkpoint import UnetCheckpoint
-from sail_core.models.denoisers import load_for_inference
 from sail_core.seeding import derive_seed
-from sail_core.world.grammar import all_specs
-from sail_core.world.human import TIE, label_pairs, utilities
+from sail_core.world.human import DEFAULT_TIE_MARGIN, TIE, calibrate_temperature, label_utilities, utilities
+from sail_core.world.model import generate
+from sail_core.world.splits import PromptSplit, split_prompts
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    test_per_cell: int = 4
+    tune_per_cell: int = 2
+    seed: int = 0
+
+    def split(self) -> PromptSplit:
+        return split_prompts(self.test_per_cell, self.tune_per_cell, self.seed)
 
 
 @dataclass(frozen=True)
 class LabelConfig:
     n_pairs: int = 4000
-    n_eval_prompts: int = 192
     seed: int = 0
+    target_agreement: float = 0.8
+    tie_margin: float = DEFAULT_TIE_MARGIN
+    split: SplitConfig = SplitConfig()
     sampler: SamplerConfig = SamplerConfig(kind="ddim", steps=10, guidance_scale=3.0, batch_size=256)
 
 
-def split_prompts(n_eval: int, seed: int) -> tuple[list[str], list[str]]:
-    """(labelled prompts, held-out evaluation prompts), a seeded split of the whole grammar."""
-    texts = [s.text() for s in all_specs()]
-    order = np.random.default_rng(derive_seed("world-prompt-split", seed)).permutation(len(texts))
-    return [texts[i] for i in order[n_eval:]], [texts[i] for i in order[:n_eval]]
-
-
-def world_model_config(folder: str | Path) -> ModelConfig:
-    return ModelConfig(family="sd15", source=str(folder), codec="pixel", resolution=16, local_files_only=True)
-
-
-def build_labels(model_dir: Path, config: LabelConfig, out: Path, eval_prompts_out: Path,
+def build_labels(model_dir: Path, config: LabelConfig, out: Path, eval_prompts_out: Path, tune_prompts_out: Path,
                  *, overwrite: bool = False) -> dict[str, float]:
-    labelled, held_out = split_prompts(config.n_eval_prompts, config.seed)
+    split = config.split.split()
+    labelled = list(split.labelled)
     rng = np.random.default_rng(derive_seed("world-label-prompts", config.seed))
     extra = rng.choice(len(labelled), max(0, config.n_pairs - len(labelled)), replace=True)
     prompts = (labelled + [labelled[i] for i in extra])[: config.n_pairs]
-    model = world_model_config(model_dir)
-    bundle = load_bundle(model)
-    base = load_for_inference(model, ".", UnetCheckpoint(), UnetCheckpoint())
-    conds = bundle.prompt_encoder.encode(prompts)
-    uncond = bundle.prompt_encoder.unconditional()
-    images = []
-    for side in (0, 1):
-        seeds = [derive_seed("world-labels", config.seed, i, side) for i in range(len(prompts))]
-        latents = sample_latents(base.policy, bundle, conds, uncond, seeds, config.sampler)
-        images.append(tensor_to_uint8(bundle.codec.decode(latents)))
-    labels = label_pairs(prompts, images[0], images[1], np.random.default_rng(derive_seed("world-judge", config.seed)))
+    images = [generate(model_dir, prompts, [derive_seed("world-labels", config.seed, i, side)
+                                            for i in range(len(prompts))], config.sampler)
+              for side in (0, 1)]
+    u0, u1 = utilities(prompts, images[0]), utilities(prompts, images[1])
+    temperature = calibrate_temperature(u0, u1, config.target_agreement, config.tie_margin)
+    labels = label_utilities(u0, u1, np.random.default_rng(derive_seed("world-judge", config.seed)), temperature,
+                             config.tie_margin)
     label_0 = np.where(labels == TIE, 0.5, np.where(labels == 0, 1.0, 0.0))
     n = len(prompts)
     table = pa.table({
@@ -80,10 +78,12 @@ def build_labels(model_dir: Path, config: LabelConfig, out: Path, eval_prompts_o
         "model_0": ["world-base"] * n, "model_1": ["world-base"] * n, "ranking_id": list(range(n)),
         "user_id": [0] * n, "num_example_per_prompt": [1] * n, "__index_level_0__": list(range(n)),
     }, schema=PICKAPIC_V2_SCHEMA)
-    write_table(out, table, metadata={"world_labels": str(asdict(config))}, overwrite=overwrite)
-    write_text(eval_prompts_out, "\n".join(held_out) + "\n", overwrite=overwrite)
-    u0, u1 = utilities(prompts, images[0]), utilities(prompts, images[1])
     decided = labels != TIE
-    agree = ((labels == 0) == (u0 > u1))[decided].mean()
-    return {"pairs": n, "ties": int((~decided).sum()), "label_agreement_with_utility": float(agree),
-            "mean_base_utility": float(np.concatenate([u0, u1]).mean())}
+    stats = {"pairs": n, "ties": int((~decided).sum()), "temperature": temperature,
+             "label_agreement_with_utility": float(((labels == 0) == (u0 > u1))[decided].mean()),
+             "mean_base_utility": float(np.concatenate([u0, u1]).mean())}
+    write_table(out, table, metadata={"world_labels": str(asdict(config)), "world_label_stats": str(stats)},
+                overwrite=overwrite)
+    write_text(eval_prompts_out, "\n".join(split.test) + "\n", overwrite=overwrite)
+    write_text(tune_prompts_out, "\n".join(split.tune) + "\n", overwrite=overwrite)
+    return stats

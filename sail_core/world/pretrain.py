@@ -1,6 +1,6 @@
 """Pretraining the world's base model on rendered "web data", reproducibly from a seed.
 
-Plain denoising training (ε-prediction MSE) of the UNet and the text encoder together, on fresh
+Plain denoising training (v-prediction MSE, see ``model``) of the UNet and the text encoder together, on fresh
 batches from :func:`sail_core.world.render.sample_batch`; 10% of prompts are dropped to "" so the
 model also learns the unconditional distribution that classifier-free guidance needs. An
 exponential moving average of the weights is what gets saved. The base model learns the broad
@@ -10,6 +10,7 @@ which the hidden human prefers.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -19,22 +20,41 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sail_core.algorithm.noising import add_noise
+from sail_core.algorithm.noising import add_noise, training_target
+from sail_core.errors import InputError
+from sail_core.io.atomic import write_text
+from sail_core.training.step_checkpoints import (
+    TrainingState,
+    list_checkpoints,
+    load_checkpoint,
+    load_extra_tensors,
+    save_checkpoint,
+)
 from sail_core.models.tokenizer import cached_clip_tokenizer
-from sail_core.world.model import TEXT_LENGTH, build_scheduler, build_text_encoder, build_unet, save_world_model
+from sail_core.world.model import (
+    TEXT_LENGTH,
+    Architecture,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    save_world_model,
+)
 from sail_core.world.render import sample_batch
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    steps: int = 3000
-    batch_size: int = 128
+    steps: int = 4800
+    batch_size: int = 96
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     ema_decay: float = 0.999
     p_uncond: float = 0.1
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
+    p_unsaid: float = 0.5
+    """Probability that a training caption leaves each optional attribute unsaid."""
+    architecture: Architecture = Architecture()
 
 
 class Ema:
@@ -55,23 +75,88 @@ class Ema:
             param.copy_(shadow)
 
 
+def _learning_rate(config: PretrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to zero at ``config.steps``."""
+    warmup = min(1.0, (step + 1) / config.warmup_steps)
+    return config.learning_rate * warmup * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+
+
+def _identity(config: PretrainConfig) -> dict:
+    """What a checkpoint must share with the config resuming it (threads change last bits only), as JSON
+    reads it back."""
+    return json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "threads"}))
+
+
+class _Checkpoints:
+    """Step checkpoints of one pretraining, so a killed run continues where it stopped, exactly.
+
+    Each holds the weights, AdamW's state, the EMA's shadow and both random generators' states (the
+    numpy one draws the batches, the torch one the noise and timesteps): a run resumed from step s
+    takes the same steps as one never stopped (tested byte for byte at one thread count)."""
+
+    def __init__(self, folder: Path, config: PretrainConfig, every: int) -> None:
+        self.folder, self.config, self.every = folder, config, every
+        identity_file = folder / "config.json"
+        if identity_file.exists():
+            saved = json.loads(identity_file.read_text())
+            identity = _identity(config)
+            changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+            if changed:
+                raise InputError(f"these checkpoints were made with another pretraining config (differs in "
+                                 f"{', '.join(changed)}); pass another --checkpoint-dir or the same settings",
+                                 file=identity_file)
+        else:
+            write_text(identity_file, json.dumps(_identity(config), indent=2))
+
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: Ema,
+               rng: np.random.Generator, generator: torch.Generator) -> tuple[int, list[dict]]:
+        saved = list_checkpoints(self.folder)
+        if not saved:
+            return 0, []
+        state = load_checkpoint(saved[-1], model, optimizer)
+        tensors = load_extra_tensors(saved[-1])
+        with torch.no_grad():
+            for i, shadow in enumerate(ema.shadow):
+                shadow.copy_(tensors[f"ema/{i}"])
+        generator.set_state(tensors["torch_generator"])
+        rng.bit_generator.state = state.extra["numpy_generator"]
+        return state.step, state.metrics
+
+    def save(self, step: int, history: list[dict], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             ema: Ema, rng: np.random.Generator, generator: torch.Generator) -> None:
+        if step % self.every and step != self.config.steps:
+            return
+        extra = {f"ema/{i}": shadow for i, shadow in enumerate(ema.shadow)}
+        extra["torch_generator"] = generator.get_state()
+        state = TrainingState(step, {}, history, {"numpy_generator": rng.bit_generator.state})
+        save_checkpoint(self.folder, model, optimizer, state, keep=1, extra_tensors=extra)
+
+
 def pretrain(config: PretrainConfig, out_dir: str | Path, tokenizer_dir: str | Path,
-             on_step: Callable[[int, float], None] | None = None, overwrite: bool = False) -> Path:
+             on_step: Callable[[int, float], None] | None = None, overwrite: bool = False,
+             checkpoint_dir: str | Path | None = None, checkpoint_every: int = 100) -> Path:
+    """Pretrain from ``config.seed`` and save the EMA weights to ``out_dir``. With ``checkpoint_dir``,
+    every ``checkpoint_every`` steps are checkpointed there and a rerun continues from the last one."""
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    unet, text_encoder, scheduler = build_unet(), build_text_encoder(), build_scheduler()
+    arch = config.architecture
+    unet, text_encoder, scheduler = build_unet(arch), build_text_encoder(arch), build_scheduler(arch)
+    model = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
     tokenizer = cached_clip_tokenizer(str(tokenizer_dir), TEXT_LENGTH)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) * (
-        0.5 * (1 + math.cos(math.pi * s / config.steps))))
     ema = Ema([unet, text_encoder], config.ema_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    started = time.time()
-    for step in range(config.steps):
-        prompts, images = sample_batch(rng, config.batch_size)
+    checkpoints = _Checkpoints(Path(checkpoint_dir), config, checkpoint_every) if checkpoint_dir else None
+    first, history = checkpoints.resume(model, optimizer, ema, rng, generator) if checkpoints else (0, [])
+    started, cpu_started = time.time(), time.process_time()
+    earlier_seconds = history[-1]["seconds"] if history else 0.0
+    for step in range(first, config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        prompts, images = sample_batch(rng, config.batch_size, config.p_unsaid)
         prompts = ["" if u < config.p_uncond else p for p, u in zip(prompts, rng.random(len(prompts)))]
         ids = tokenizer(prompts, padding="max_length", max_length=TEXT_LENGTH, truncation=True,
                         return_tensors="pt").input_ids
@@ -80,16 +165,21 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, tokenizer_dir: str | P
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
         prediction = unet(add_noise(scheduler, x0, noise, timesteps), timesteps,
                           text_encoder(ids).last_hidden_state).sample
-        loss = (prediction - noise).pow(2).mean()
+        loss = (prediction - training_target(scheduler, x0, noise, timesteps)).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        schedule.step()
         ema.update(step)
+        history.append({"step": step + 1, "loss": loss.item(),
+                        "seconds": round(earlier_seconds + time.time() - started, 1)})
+        if checkpoints is not None:
+            checkpoints.save(step + 1, history, model, optimizer, ema, rng, generator)
         if on_step is not None:
             on_step(step + 1, loss.item())
     ema.copy_to_params()
     provenance = {"command": "sail world pretrain", "config": asdict(config), "torch": torch.__version__,
-                  "seconds": round(time.time() - started, 1)}
-    return save_world_model(out_dir, unet.eval(), text_encoder.eval(), provenance, overwrite=overwrite)
+                  "seconds": history[-1]["seconds"] if history else 0.0,
+                  "resumed_at_step": first or None,
+                  "cpu_seconds_last_session": round(time.process_time() - cpu_started, 1)}
+    return save_world_model(out_dir, unet.eval(), text_encoder.eval(), scheduler, provenance, overwrite=overwrite)

@@ -24,7 +24,7 @@ from sail_core.images import encode_png
 from sail_core.io.tables import write_table
 from sail_core.seeding import derive_seed
 from sail_core.world.grammar import as_spec
-from sail_core.world.labels import LabelConfig, split_prompts
+from sail_core.world.labels import SplitConfig
 from sail_core.world.raster import rasterise
 from sail_core.world.render import sample_scene_arrays
 
@@ -37,14 +37,13 @@ class RealImagesConfig:
     seed: int = 0
     curated: bool = True
     """True: no background noise and no blur (RealAlign's curated real images); False: raw web data."""
-    n_eval_prompts: int = LabelConfig.n_eval_prompts
-    split_seed: int = LabelConfig.seed
+    split: SplitConfig = SplitConfig()
     """The prompt split of the shipped labels, so the held-out prompts stay held out."""
 
 
 def real_images_table(config: RealImagesConfig = RealImagesConfig()) -> pa.Table:
     """One deterministic render per (labelled prompt, copy), in prompt order."""
-    labelled, _ = split_prompts(config.n_eval_prompts, config.split_seed)
+    labelled = config.split.split().labelled
     captions = [p for p in labelled for _ in range(config.per_prompt)]
     rng = np.random.default_rng(derive_seed("world-real-images", config.seed))
     scenes, _ = sample_scene_arrays([as_spec(c) for c in captions], rng)

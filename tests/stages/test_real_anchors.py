@@ -338,14 +338,14 @@ def test_perturbations_are_pure_and_seeded():
 
 def test_world_real_images_are_deterministic_labelled_renders(tmp_path):
     from sail_core.world.assets import REAL_IMAGES_FILE
-    from sail_core.world.labels import split_prompts
     from sail_core.world.real import RealImagesConfig, build_real_images, real_images_table
 
     config = RealImagesConfig()
     table = real_images_table(config)
-    labelled, held_out = split_prompts(config.n_eval_prompts, config.split_seed)
+    split = config.split.split()
+    labelled = list(split.labelled)
     assert table.column("caption").to_pylist() == labelled  # every labelled prompt once, no held-out one
-    assert not set(held_out) & set(labelled)
+    assert not (set(split.test) | set(split.tune)) & set(labelled)
     path = build_real_images(tmp_path / "real.parquet", config)
     assert pq.read_table(path).equals(table)  # deterministic: a second render gives the same bytes
     assert local_path("pkg:sail_core.world/data/real.parquet") == str(REAL_IMAGES_FILE)

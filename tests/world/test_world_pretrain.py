@@ -1,0 +1,62 @@
+"""Pretraining the world model is resumable: a run killed part-way and rerun continues from its last
+checkpoint and ends with the same bytes as a run never stopped; checkpoints of another config are
+refused naming what differs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sail_core.errors import InputError
+from sail_core.io.tensors import read_tensors
+from sail_core.training.step_checkpoints import list_checkpoints
+from sail_core.world.model import Architecture
+from sail_core.world.pretrain import PretrainConfig, pretrain
+
+TINY = PretrainConfig(steps=6, batch_size=4, warmup_steps=2, threads=1,
+                      architecture=Architecture(channels=(16, 16), text_width=16, text_layers=1))
+
+
+class Killed(Exception):
+    pass
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {**read_tensors(folder / "unet" / "diffusion_pytorch_model.safetensors"),
+            **{f"text/{k}": v for k, v in read_tensors(folder / "text_encoder" / "model.safetensors").items()}}
+
+
+def test_a_killed_pretraining_resumes_to_the_same_weights(tmp_path):
+    straight = pretrain(TINY, tmp_path / "straight", tmp_path / "tok")
+
+    def die_after_four(step: int, loss: float) -> None:
+        if step == 4:
+            raise Killed
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(Killed):
+        pretrain(TINY, tmp_path / "resumed", tmp_path / "tok", die_after_four,
+                 checkpoint_dir=checkpoints, checkpoint_every=2)
+    assert [p.name for p in list_checkpoints(checkpoints)] == ["step-000004"]  # only the newest is kept
+    assert not (tmp_path / "resumed").exists()
+
+    steps = []
+    resumed = pretrain(TINY, tmp_path / "resumed", tmp_path / "tok", lambda s, _: steps.append(s),
+                       checkpoint_dir=checkpoints, checkpoint_every=2)
+    assert steps == [5, 6]  # it continued after the last checkpoint instead of starting over
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], _weights(pretrain(
+        PretrainConfig(**{**TINY.__dict__, "steps": 5}), tmp_path / "five", tmp_path / "tok"))[k]) for k in a)
+
+
+def test_checkpoints_of_another_config_are_refused(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    pretrain(TINY, tmp_path / "a", tmp_path / "tok", checkpoint_dir=checkpoints, checkpoint_every=3)
+    other = PretrainConfig(**{**TINY.__dict__, "batch_size": 8, "learning_rate": 1e-4})
+    with pytest.raises(InputError, match=r"batch_size, learning_rate") as raised:
+        pretrain(other, tmp_path / "b", tmp_path / "tok", checkpoint_dir=checkpoints)
+    assert "config.json" in str(raised.value)
