@@ -54,7 +54,7 @@ def cmd_world_pretrain(args: argparse.Namespace) -> int:
     import time
 
     from sail_core.world.assets import BASE_MODEL_DIR
-    from sail_core.world.pretrain import PretrainConfig, pretrain
+    from sail_core.world.pretrain import PretrainConfig, export_checkpoint, pretrain
 
     started = time.time()
 
@@ -67,6 +67,9 @@ def cmd_world_pretrain(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else BASE_MODEL_DIR
     checkpoints = Path(args.checkpoint_dir or Path(args.work_dir) / "pretrain-checkpoints")
+    if args.export_checkpoint:
+        print(f"wrote {export_checkpoint(config, checkpoints, args.export_checkpoint, overwrite=args.overwrite)}")
+        return 0
     path = pretrain(config, out, Path(args.work_dir) / "tokenizer", report, overwrite=args.overwrite,
                     checkpoint_dir=checkpoints, checkpoint_every=args.checkpoint_every)
     print(f"wrote {path}")
@@ -173,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--checkpoint-dir", help="step checkpoints; a rerun continues from the last one "
                      "(default: <work-dir>/pretrain-checkpoints)")
     pre.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    pre.add_argument("--export-checkpoint", metavar="FOLDER",
+                     help="only write the newest checkpoint's EMA weights to FOLDER as a model (to audit it)")
     pre.add_argument("--overwrite", action="store_true")
     pre.set_defaults(func=cmd_world_pretrain)
     lab = world.add_parser("labels", help="label pairs of base-model samples with the hidden human")

@@ -29,13 +29,13 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from sail_core.config import ModelConfig, SamplerConfig
 from sail_core.algorithm.sampler import sample_latents
+from sail_core.config import ModelConfig, SamplerConfig
 from sail_core.images import tensor_to_uint8
 from sail_core.io.atomic import atomic_dir
 from sail_core.models.bundle import load_bundle
-from sail_core.models.denoisers import load_for_inference
 from sail_core.models.checkpoint import UnetCheckpoint
+from sail_core.models.denoisers import load_for_inference
 from sail_core.models.tokenizer import build_clip_tokenizer
 from sail_core.world.layout import CANVAS
 

@@ -23,6 +23,7 @@ import torch
 from sail_core.algorithm.noising import add_noise, training_target
 from sail_core.errors import InputError
 from sail_core.io.atomic import write_text
+from sail_core.models.tokenizer import cached_clip_tokenizer
 from sail_core.training.step_checkpoints import (
     TrainingState,
     list_checkpoints,
@@ -30,7 +31,6 @@ from sail_core.training.step_checkpoints import (
     load_extra_tensors,
     save_checkpoint,
 )
-from sail_core.models.tokenizer import cached_clip_tokenizer
 from sail_core.world.model import (
     TEXT_LENGTH,
     Architecture,
@@ -132,23 +132,57 @@ class _Checkpoints:
         save_checkpoint(self.folder, model, optimizer, state, keep=1, extra_tensors=extra)
 
 
+@dataclass
+class _Training:
+    unet: torch.nn.Module
+    text_encoder: torch.nn.Module
+    scheduler: object
+    model: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    ema: Ema
+    rng: np.random.Generator
+    generator: torch.Generator
+
+
+def _start(config: PretrainConfig) -> _Training:
+    """The models, optimizer, EMA and random generators of step 0, from ``config.seed``."""
+    torch.set_num_threads(config.threads)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(config.seed)
+    arch = config.architecture
+    unet, text_encoder = build_unet(arch), build_text_encoder(arch)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    model = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    return _Training(unet, text_encoder, build_scheduler(arch), model, params, optimizer,
+                     Ema([unet, text_encoder], config.ema_decay), np.random.default_rng(config.seed),
+                     torch.Generator().manual_seed(config.seed))
+
+
+def export_checkpoint(config: PretrainConfig, checkpoint_dir: str | Path, out_dir: str | Path,
+                      overwrite: bool = False) -> Path:
+    """The EMA weights of the newest step checkpoint as a model folder, to look at a pretraining mid-way."""
+    t = _start(config)
+    checkpoints = _Checkpoints(Path(checkpoint_dir), config, 1)
+    step, history = checkpoints.resume(t.model, t.optimizer, t.ema, t.rng, t.generator)
+    if not step:
+        raise InputError("no step checkpoint to export", file=checkpoint_dir)
+    t.ema.copy_to_params()
+    provenance = {"command": "sail world pretrain --export-checkpoint", "config": asdict(config),
+                  "step": step, "seconds": history[-1]["seconds"], "torch": torch.__version__}
+    return save_world_model(out_dir, t.unet.eval(), t.text_encoder.eval(), t.scheduler, provenance, overwrite=overwrite)
+
+
 def pretrain(config: PretrainConfig, out_dir: str | Path, tokenizer_dir: str | Path,
              on_step: Callable[[int, float], None] | None = None, overwrite: bool = False,
              checkpoint_dir: str | Path | None = None, checkpoint_every: int = 100) -> Path:
     """Pretrain from ``config.seed`` and save the EMA weights to ``out_dir``. With ``checkpoint_dir``,
     every ``checkpoint_every`` steps are checkpointed there and a rerun continues from the last one."""
-    torch.set_num_threads(config.threads)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    arch = config.architecture
-    unet, text_encoder, scheduler = build_unet(arch), build_text_encoder(arch), build_scheduler(arch)
-    model = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    t = _start(config)
+    unet, text_encoder, scheduler, model, params = t.unet, t.text_encoder, t.scheduler, t.model, t.params
+    optimizer, ema, rng, generator = t.optimizer, t.ema, t.rng, t.generator
     tokenizer = cached_clip_tokenizer(str(tokenizer_dir), TEXT_LENGTH)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    ema = Ema([unet, text_encoder], config.ema_decay)
-    generator = torch.Generator().manual_seed(config.seed)
     checkpoints = _Checkpoints(Path(checkpoint_dir), config, checkpoint_every) if checkpoint_dir else None
     first, history = checkpoints.resume(model, optimizer, ema, rng, generator) if checkpoints else (0, [])
     started, cpu_started = time.time(), time.process_time()

@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import SamplerConfig, load_config
 from sail_core.data.pickapic import scan_labels, split_seed
 from sail_core.world.assets import BASE_MODEL_DIR, EVAL_PROMPTS_FILE, LABELS_FILE, TUNE_PROMPTS_FILE

@@ -4,6 +4,7 @@ refused naming what differs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from sail_core.errors import InputError
 from sail_core.io.tensors import read_tensors
 from sail_core.training.step_checkpoints import list_checkpoints
 from sail_core.world.model import Architecture
-from sail_core.world.pretrain import PretrainConfig, pretrain
+from sail_core.world.pretrain import PretrainConfig, export_checkpoint, pretrain
 
 TINY = PretrainConfig(steps=6, batch_size=4, warmup_steps=2, threads=1,
                       architecture=Architecture(channels=(16, 16), text_width=16, text_layers=1))
@@ -60,3 +61,14 @@ def test_checkpoints_of_another_config_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"batch_size, learning_rate") as raised:
         pretrain(other, tmp_path / "b", tmp_path / "tok", checkpoint_dir=checkpoints)
     assert "config.json" in str(raised.value)
+
+
+def test_a_checkpoint_exports_its_ema_weights_as_a_model(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(InputError, match="no step checkpoint"):
+        export_checkpoint(TINY, checkpoints, tmp_path / "none")
+    final = pretrain(TINY, tmp_path / "final", tmp_path / "tok", checkpoint_dir=checkpoints, checkpoint_every=3)
+    exported = export_checkpoint(TINY, checkpoints, tmp_path / "exported")  # the step-6 checkpoint: the final EMA
+    a, b = _weights(final), _weights(exported)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((exported / "provenance.json").read_text())["step"] == 6
