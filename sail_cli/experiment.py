@@ -31,7 +31,7 @@ from sail_core.models.bundle import cached_bundle
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.run.records import CandidatesRecord, PromptsRecord
 
-METRICS = ("utility", "faithful", "taste", "utility_win_rate")
+METRICS = ("utility", "faithful", "faithfulness", "taste", "utility_win_rate")
 
 
 def _run_arm(spec: ExperimentSpec, arm_name: str, seed: int, runs_dir: str) -> dict[str, Any]:

@@ -110,3 +110,49 @@ def test_ranking_settings_are_compared_with_the_reference_prompt_by_prompt(tmp_p
     (tmp_path / "bad.yaml").write_text((tmp_path / "r.yaml").read_text().replace("reference: k10", "reference: k9"))
     with pytest.raises(InputError, match="ranking_reference 'k9'"):
         ExperimentSpec.load(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("name", ["world.yaml", "ranking.yaml", "claims.yaml", "claims-tune.yaml"])
+def test_every_arm_of_a_shipped_spec_is_a_valid_config(name):
+    from pathlib import Path
+
+    from sail_core.config import load_config
+
+    spec = ExperimentSpec.load(Path(__file__).parents[2] / "experiments" / name)
+    for arm in spec.arms:
+        config = load_config(spec.preset, {**spec.overrides, **seed_overrides(0), **arm.overrides,
+                                           "rounds": arm.rounds})
+        assert config.rounds == arm.rounds, arm.name
+
+
+def test_the_claims_spec_holds_the_controls_and_reports_on_500_test_images():
+    from pathlib import Path
+
+    from sail_core.config import load_config
+    from sail_core.training.trainer import total_steps
+
+    spec = ExperimentSpec.load(Path(__file__).parents[2] / "experiments" / "claims.yaml")
+    assert len(spec.seeds) >= 5
+    config = load_config(spec.preset, dict(spec.overrides))
+    assert config.eval.max_prompts * config.eval.seeds_per_prompt >= 500
+    assert list(config.eval.prompts) == ["pkg:sail_core.world/data/eval_prompts.txt"]  # the test split, not tune
+    # control (b) trains as long as iteration 0 plus three rounds of SAIL
+    iteration0 = total_steps(config.seed_train, config.seed_data.seed_size)
+    long = spec.arm("seed-only-long").overrides["seed_train.max_steps"]
+    assert long == iteration0 + 3 * config.round_train.max_steps
+    assert spec.arm("alpha0-resets").overrides["mixup.alpha"] == 0.0
+
+
+def test_the_tuning_spec_evaluates_on_the_tuning_prompts_only():
+    from pathlib import Path
+
+    from sail_core.config import load_config
+    from sail_core.io.paths import local_path
+    from sail_core.world.splits import split_prompts
+
+    spec = ExperimentSpec.load(Path(__file__).parents[2] / "experiments" / "claims-tune.yaml")
+    config = load_config(spec.preset, dict(spec.overrides))
+    tune = Path(local_path(config.eval.prompts[0])).read_text().splitlines()
+    test = Path(local_path("pkg:sail_core.world/data/eval_prompts.txt")).read_text().splitlines()
+    assert len(tune) >= config.eval.max_prompts and not set(tune) & set(test)
+    assert set(tune) == set(split_prompts().tune)
