@@ -11,7 +11,7 @@ from PIL import Image
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from sail_core.evaluation.report import ModelEvaluation, metrics_table, to_markdown, win_rate_table
-from sail_core.evaluation.run_report import iteration_rows, metric_names
+from sail_core.evaluation.run_report import detail_names, iteration_rows, metric_names
 from sail_core.run.records import EvalRecord
 from tasks.artifact_keys import run_key, slug
 
@@ -33,8 +33,9 @@ def publish_metrics(run_name: str, records: Sequence[EvalRecord], prompt_set: st
     table of ``sail evaluate`` (mean ± 95% CI per metric, per-category columns, win rates)."""
     rows = iteration_rows(records)
     # the UI takes a table's columns from its first row, and the base has no win rates: every row of every
-    # version gets every column, win rates included, in one order
-    keys = {k for row in rows for k in row} | {f"{m}_win_rate" for m in metric_names(records)}
+    # version gets every column, win rates included (details' too), in one order
+    scores = [*metric_names(records), *detail_names(records)]
+    keys = {k for row in rows for k in row} | {f"{m}_win_rate" for m in scores}
     columns = ["model", *sorted(keys - {"model"})]
     rows = [{k: (round(row[k], 5) if isinstance(row.get(k), float) else row.get(k)) for k in columns} for row in rows]
     create_table_artifact(key=f"sail-metrics-{run_key(run_name)}", table=rows,
