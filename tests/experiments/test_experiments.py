@@ -140,6 +140,10 @@ def test_the_claims_spec_holds_the_controls_and_reports_on_500_test_images():
     iteration0 = total_steps(config.seed_train, config.seed_data.seed_size)
     long = spec.arm("seed-only-long").overrides["seed_train.max_steps"]
     assert long == iteration0 + 3 * config.round_train.max_steps
+    # the pinned round budget is what the preset's own SAIL round takes: its self pairs as a quarter of the set
+    mixed_pairs = round(config.prompts.per_round[0] / config.mixup.alpha)
+    natural = total_steps(config.round_train.model_copy(update={"max_steps": None}), mixed_pairs)
+    assert config.round_train.max_steps == natural == 24
     assert spec.arm("alpha0-resets").overrides["mixup.alpha"] == 0.0
 
 
