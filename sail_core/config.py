@@ -458,10 +458,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key.strip(), yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise InputError(f"the value {raw!r} is not valid YAML ({_yaml_problem(exc)})", parameter=key.strip()) from exc
+        raise InputError(f"the value {raw!r} is not valid YAML ({yaml_problem(exc)})", parameter=key.strip()) from exc
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong with a YAML text and where, in one line (for an error that also names the file)."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
@@ -490,7 +491,7 @@ def _parse_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {_yaml_problem(exc)}", file=path) from exc
+        raise InputError(f"not valid YAML: {yaml_problem(exc)}", file=path) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sail_core.config import yaml_problem
 from sail_core.errors import InputError
 from sail_core.experiments.ranking import RankingSetting
 
@@ -119,7 +120,11 @@ class ExperimentSpec(BaseModel):
         if not path.exists():
             raise InputError("experiment spec does not exist", file=path)
         try:
-            return ExperimentSpec.model_validate(yaml.safe_load(path.read_text()))
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:  # e.g. an unquoted ": " inside a description
+            raise InputError(f"not valid YAML: {yaml_problem(exc)}", file=path) from exc
+        try:
+            return ExperimentSpec.model_validate(data)
         except ValidationError as exc:  # one line: the first problem and where it is
             error, more = exc.errors()[0], len(exc.errors()) - 1
             where = ".".join(str(part) for part in error["loc"])

@@ -30,6 +30,11 @@ def test_spec_loading_names_the_problem(tmp_path):
     assert "\n" not in str(err.value)  # one line, as every CLI error
     with pytest.raises(InputError, match="no arm named"):
         spec.arm("missing")
+    # a colon inside an unquoted description: the error names the file, line and column
+    (tmp_path / "colon.yaml").write_text("name: e\npreset: world\narms:\n  - {name: a, description: x (1: 2)}\n")
+    with pytest.raises(InputError, match=r"not valid YAML: .* at line 4, column \d+") as err:
+        ExperimentSpec.load(tmp_path / "colon.yaml")
+    assert err.value.file == str(tmp_path / "colon.yaml")
 
 
 def test_a_seed_varies_data_generation_and_training_but_not_the_evaluation():
