@@ -458,11 +458,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key.strip(), yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise InputError(f"the value {raw!r} is not valid YAML ({yaml_problem(exc)})", parameter=key.strip()) from exc
+        raise InputError(f"the value {raw!r} is not valid YAML ({_yaml_problem(exc)})", parameter=key.strip()) from exc
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """What is wrong with a YAML text and where, in one line (for an error that also names the file)."""
+def _yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
@@ -479,8 +478,9 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _parse_config_file(path: Path) -> dict[str, Any]:
-    """The mapping a config file holds; anything else is an :class:`InputError` naming the file."""
+def read_yaml_mapping(path: Path, holds: str = "config sections (model:, generate:, ...)") -> dict[str, Any]:
+    """The mapping a YAML file (a config, an experiment spec) holds; anything else is an :class:`InputError`
+    naming the file. ``holds`` says what the mapping should hold, for that error."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -491,12 +491,11 @@ def _parse_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {yaml_problem(exc)}", file=path) from exc
+        raise InputError(f"not valid YAML: {_yaml_problem(exc)}", file=path) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InputError(f"must be a mapping of config sections (model:, generate:, ...), "
-                         f"found a {type(data).__name__}", file=path)
+        raise InputError(f"must be a mapping of {holds}, found a {type(data).__name__}", file=path)
     return data
 
 
@@ -504,7 +503,7 @@ def _read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]
     """A YAML config; ``extends: <preset or file>`` starts from that config and overrides it."""
     if path in seen:
         raise InputError("config files extend each other in a cycle", file=path)
-    data = _parse_config_file(path)
+    data = read_yaml_mapping(path)
     parent = data.pop("extends", None)
     if parent is None:
         return data

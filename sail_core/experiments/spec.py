@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sail_core.config import yaml_problem
+from sail_core.config import read_yaml_mapping
 from sail_core.errors import InputError
 from sail_core.experiments.ranking import RankingSetting
 
@@ -119,10 +118,7 @@ class ExperimentSpec(BaseModel):
         path = Path(path)
         if not path.exists():
             raise InputError("experiment spec does not exist", file=path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:  # e.g. an unquoted ": " inside a description
-            raise InputError(f"not valid YAML: {yaml_problem(exc)}", file=path) from exc
+        data = read_yaml_mapping(path, holds="spec fields (name:, preset:, arms:, ...)")
         try:
             return ExperimentSpec.model_validate(data)
         except ValidationError as exc:  # one line: the first problem and where it is
