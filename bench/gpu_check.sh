@@ -6,7 +6,7 @@
 #
 # 1. says what is there: python, torch and CUDA, nvidia-smi;
 # 2. installs, from the wheels carried in bench/wheelhouse (bench/make_wheelhouse.sh), only what the
-#    check imports and the machine lacks (python -m bench.gpu_env plan), into a scratch folder;
+#    check imports and the machine lacks (bench/gpu_setup.sh), into a scratch folder;
 # 3. runs python -m bench.gpu_check, unbuffered, within the time left: JSON lines under
 #    $RESULTS_DIR (bench/results) and $OUT, a summary table at the end; the whole log to
 #    $OUT/gpu_check.log (or $RESULTS_DIR/gpu-check-<time>.log).
@@ -27,28 +27,12 @@ kind=gpu-check; for arg in "$@"; do [ "$arg" = --dry-run ] && kind=gpu-check-dry
 if [ -n "${OUT:-}" ]; then log=$OUT/gpu_check.log; else log=$RESULTS_DIR/$kind-$(date -u +%Y%m%dT%H%M%SZ).log; fi
 
 say() { echo "gpu_check.sh: $*"; }
+# shellcheck source=bench/gpu_setup.sh
+source bench/gpu_setup.sh
 
 main() {
   say "started $(date -u +%FT%TZ) in $PWD; limit ${LIMIT_S} s; log $log"
-  say "python: $("${PY[@]}" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
-  if command -v nvidia-smi >/dev/null 2>&1; then
-    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
-  else
-    say "nvidia-smi: not found"
-  fi
-  "${PY[@]}" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "available:", torch.cuda.is_available())' \
-    || { say "stopping: torch does not import"; return 3; }
-
-  local wheels
-  wheels=$("${PY[@]}" -m bench.gpu_env plan "$WHEELHOUSE") || { say "stopping: a package is missing (MISSING lines above)"; return 3; }
-  if [ -n "$wheels" ]; then
-    say "installing $(echo "$wheels" | wc -l) wheel(s) into $SITE"
-    # shellcheck disable=SC2086  # one path a line, no spaces in wheel names
-    "${PY[@]}" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $wheels \
-      || { say "stopping: pip install from $WHEELHOUSE failed"; return 4; }
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-  fi
-  "${PY[@]}" -m bench.gpu_env verify || { say "stopping: an import fails (FAILED lines above)"; return 5; }
+  gpu_setup || return $?
 
   local left=$((LIMIT_S - SECONDS - 15))
   say "measuring: ${left} s left"

@@ -58,7 +58,8 @@ def cmd_world_pretrain(args: argparse.Namespace) -> int:
 
     started = time.time()
 
-    given = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads}
+    given = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
+             "device": args.device}
     config = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
 
     def report(step: int, loss: float) -> None:
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--batch-size", type=int, help="images per step (default: PretrainConfig's)")
     pre.add_argument("--seed", type=int, help="default: PretrainConfig's")
     pre.add_argument("--threads", type=int, help="torch threads (default: PretrainConfig's)")
+    pre.add_argument("--device", help="cpu (default) or cuda; batches and noise come from the seed either way")
     pre.add_argument("--out", help="output folder (default: the shipped base_model/)")
     pre.add_argument("--work-dir", default=".sail-work")
     pre.add_argument("--checkpoint-dir", help="step checkpoints; a rerun continues from the last one "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +32,7 @@ from sail_core.training.step_checkpoints import (
     load_extra_tensors,
     save_checkpoint,
 )
+from sail_core.world.grammar import UnsaidProbabilities
 from sail_core.world.model import (
     TEXT_LENGTH,
     Architecture,
@@ -52,9 +54,12 @@ class PretrainConfig:
     p_uncond: float = 0.1
     seed: int = 0
     threads: int = 1
-    p_unsaid: float = 0.5
-    """Probability that a training caption leaves each optional attribute unsaid."""
+    p_unsaid: float | UnsaidProbabilities = 0.5
+    """Probability that a training caption leaves each optional attribute unsaid (one for all, or each its own)."""
     architecture: Architecture = Architecture()
+    device: str = "cpu"
+    """Where the steps run ("cuda" on a GPU). The batches and the noise are drawn on the CPU from the seed
+    whatever the device, so a GPU run trains on the same images, timesteps and noise as a CPU run."""
 
 
 class Ema:
@@ -82,9 +87,9 @@ def _learning_rate(config: PretrainConfig, step: int) -> float:
 
 
 def _identity(config: PretrainConfig) -> dict:
-    """What a checkpoint must share with the config resuming it (threads change last bits only), as JSON
-    reads it back."""
-    return json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "threads"}))
+    """What a checkpoint must share with the config resuming it (threads and device change last bits
+    only), as JSON reads it back."""
+    return json.loads(json.dumps({k: v for k, v in asdict(config).items() if k not in ("threads", "device")}))
 
 
 class _Checkpoints:
@@ -145,13 +150,29 @@ class _Training:
     generator: torch.Generator
 
 
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"not a torch device: {name!r} (cpu, cuda, cuda:1, ...)", parameter="device") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("this machine has no CUDA GPU (torch sees none); use --device cpu", parameter="device")
+    return device
+
+
 def _start(config: PretrainConfig) -> _Training:
     """The models, optimizer, EMA and random generators of step 0, from ``config.seed``."""
     torch.set_num_threads(config.threads)
-    torch.use_deterministic_algorithms(True)
+    on_cpu = _device(config.device).type == "cpu"
+    if not on_cpu:
+        # cuBLAS is deterministic only with a fixed workspace, which must be set before CUDA starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # exact on the CPU (resume is tested byte for byte); on a GPU a kernel without a deterministic
+    # version (some backward passes) warns instead of stopping the run
+    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
     torch.manual_seed(config.seed)
     arch = config.architecture
-    unet, text_encoder = build_unet(arch), build_text_encoder(arch)
+    unet, text_encoder = build_unet(arch).to(config.device), build_text_encoder(arch).to(config.device)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     model = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
@@ -193,10 +214,11 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, tokenizer_dir: str | P
         prompts, images = sample_batch(rng, config.batch_size, config.p_unsaid)
         prompts = ["" if u < config.p_uncond else p for p, u in zip(prompts, rng.random(len(prompts)))]
         ids = tokenizer(prompts, padding="max_length", max_length=TEXT_LENGTH, truncation=True,
-                        return_tensors="pt").input_ids
+                        return_tensors="pt").input_ids.to(config.device)
         x0 = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        noise = torch.randn(x0.shape, generator=generator)
+        noise = torch.randn(x0.shape, generator=generator).to(config.device)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+        x0, timesteps = x0.to(config.device), timesteps.to(config.device)
         prediction = unet(add_noise(scheduler, x0, noise, timesteps), timesteps,
                           text_encoder(ids).last_hidden_state).sample
         loss = (prediction - training_target(scheduler, x0, noise, timesteps)).pow(2).mean()
