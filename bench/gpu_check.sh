@@ -34,10 +34,7 @@ main() {
   say "started $(date -u +%FT%TZ) in $PWD; limit ${LIMIT_S} s; log $log"
   gpu_setup || return $?
 
-  local left=$((LIMIT_S - SECONDS - 15))
-  say "measuring: ${left} s left"
-  # the budget only stops new measurements from starting; timeout ends one still running at the limit
-  timeout --kill-after=10 "$left" "${PY[@]}" -m bench.gpu_check --budget-s $((left - 20)) --out-dir "$RESULTS_DIR" "$@"
+  gpu_run bench.gpu_check --out-dir "$RESULTS_DIR" "$@"
   local rc=$?
   if [ $rc = 124 ] || [ $rc = 137 ]; then
     say "stopped at the time limit; the records written so far:"

@@ -2,6 +2,7 @@
 # from the carried wheels, only what the project imports and the machine lacks.
 #
 #   gpu_setup    # after setting PY (array), WHEELHOUSE and SITE; returns 3-5 with a line saying why
+#   gpu_run MODULE ARGS...   # python -m MODULE --budget-s B ARGS... within what is left of LIMIT_S
 #
 # 1. prints the interpreter, nvidia-smi's view of the GPU and torch's CUDA build;
 # 2. python -m bench.gpu_env plan WHEELHOUSE lists the wheels to install; pip installs them into SITE
@@ -28,4 +29,12 @@ gpu_setup() {
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
   fi
   "${PY[@]}" -m bench.gpu_env verify || { say "stopping: an import fails (FAILED lines above)"; return 5; }
+}
+
+# The module's budget only stops new work from starting; timeout ends what still runs at the limit.
+gpu_run() {
+  local module=$1; shift
+  local left=$((LIMIT_S - SECONDS - 15))
+  say "running $module: ${left} s left"
+  timeout --kill-after=10 "$left" "${PY[@]}" -m "$module" --budget-s $((left - 20)) "$@"
 }

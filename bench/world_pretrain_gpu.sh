@@ -32,10 +32,8 @@ source bench/gpu_setup.sh
 main() {
   say "started $(date -u +%FT%TZ) in $PWD; limit ${LIMIT_S} s; models and log under $dir"
   gpu_setup || return $?
-  local left=$((LIMIT_S - SECONDS - 15))
-  say "pretraining: ${left} s left"
-  # the budget stops the variants still running (their newest export stays); timeout is the backstop
-  timeout --kill-after=10 "$left" "${PY[@]}" -m bench.world_pretrain --budget-s $((left - 20)) --out-dir "$dir" "$@"
+  # the budget stops the variants still running (their newest export stays)
+  gpu_run bench.world_pretrain --out-dir "$dir" "$@"
   local rc=$?
   say "finished after ${SECONDS} s with status $rc"
   return $rc
