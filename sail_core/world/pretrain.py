@@ -14,7 +14,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,6 +161,22 @@ def _device(name: str) -> torch.device:
     return device
 
 
+@contextmanager
+def _torch_settings_restored() -> Iterator[None]:
+    """Put back the process-wide torch settings ``_start`` changes (threads, deterministic algorithms,
+    the global random state): a caller's later work must not run on a pretraining's settings."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    rng_state = torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.random.set_rng_state(rng_state)
+
+
 def _start(config: PretrainConfig) -> _Training:
     """The models, optimizer, EMA and random generators of step 0, from ``config.seed``."""
     torch.set_num_threads(config.threads)
@@ -184,6 +201,12 @@ def _start(config: PretrainConfig) -> _Training:
 def export_checkpoint(config: PretrainConfig, checkpoint_dir: str | Path, out_dir: str | Path,
                       overwrite: bool = False) -> Path:
     """The EMA weights of the newest step checkpoint as a model folder, to look at a pretraining mid-way."""
+    with _torch_settings_restored():
+        return _export_checkpoint(config, checkpoint_dir, out_dir, overwrite)
+
+
+def _export_checkpoint(config: PretrainConfig, checkpoint_dir: str | Path, out_dir: str | Path,
+                       overwrite: bool) -> Path:
     t = _start(config)
     checkpoints = _Checkpoints(Path(checkpoint_dir), config, 1)
     step, history = checkpoints.resume(t.model, t.optimizer, t.ema, t.rng, t.generator)
@@ -200,6 +223,13 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, tokenizer_dir: str | P
              checkpoint_dir: str | Path | None = None, checkpoint_every: int = 100) -> Path:
     """Pretrain from ``config.seed`` and save the EMA weights to ``out_dir``. With ``checkpoint_dir``,
     every ``checkpoint_every`` steps are checkpointed there and a rerun continues from the last one."""
+    with _torch_settings_restored():
+        return _pretrain(config, out_dir, tokenizer_dir, on_step, overwrite, checkpoint_dir, checkpoint_every)
+
+
+def _pretrain(config: PretrainConfig, out_dir: str | Path, tokenizer_dir: str | Path,
+              on_step: Callable[[int, float], None] | None, overwrite: bool,
+              checkpoint_dir: str | Path | None, checkpoint_every: int) -> Path:
     t = _start(config)
     unet, text_encoder, scheduler, model, params = t.unet, t.text_encoder, t.scheduler, t.model, t.params
     optimizer, ema, rng, generator = t.optimizer, t.ema, t.rng, t.generator

@@ -80,3 +80,22 @@ def test_a_device_that_is_not_there_is_named(tmp_path, device, message):
     with pytest.raises(InputError, match=message) as raised:
         pretrain(PretrainConfig(**{**TINY.__dict__, "device": device}), tmp_path / "m", tmp_path / "tok")
     assert "device" in str(raised.value) and not (tmp_path / "m").exists()
+
+
+def test_pretraining_leaves_the_process_torch_settings_as_it_found_them(tmp_path):
+    """It sets threads, deterministic algorithms and the global seed for itself; a test or flow run after
+    it in the same process must not inherit them (a flow's byte-identity check once did)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2 if threads == 1 else 1)
+    torch.manual_seed(1234)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(1234)
+    try:
+        config = PretrainConfig(**{**TINY.__dict__, "steps": 2})
+        pretrain(config, tmp_path / "m", tmp_path / "tok", checkpoint_dir=tmp_path / "c", checkpoint_every=1)
+        export_checkpoint(config, tmp_path / "c", tmp_path / "e")
+        assert torch.get_num_threads() == (2 if threads == 1 else 1)
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+        assert torch.equal(torch.rand(3), expected_draw)
+    finally:
+        torch.set_num_threads(threads)
