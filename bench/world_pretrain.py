@@ -85,8 +85,7 @@ def run_variant(name: str, config: PretrainConfig, out_dir: Path, export_every: 
     return model_dir
 
 
-def run_all(names: list[str], variants: dict[str, PretrainConfig], device: str, out_dir: Path,
-            export_every: int, budget_s: float) -> int:
+def run_all(names: list[str], dry_run: bool, device: str, out_dir: Path, export_every: int, budget_s: float) -> int:
     """Every variant in its own process at once; at ``budget_s`` the unfinished ones are stopped (their
     newest export stays). Returns how many finished."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +94,7 @@ def run_all(names: list[str], variants: dict[str, PretrainConfig], device: str, 
     for name in names:
         command = [sys.executable, "-m", "bench.world_pretrain", "--one", name, "--device", device,
                    "--out-dir", str(out_dir), "--export-every", str(export_every), "--threads", str(threads)]
-        if variants is DRY_RUN_VARIANTS:
+        if dry_run:
             command.append("--dry-run")
         children[name] = subprocess.Popen(command, cwd=REPO)
     deadline = time.time() + budget_s
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(variants[args.one], device=args.device, threads=args.threads)
         run_variant(args.one, config, args.out_dir, args.export_every)
         return 0
-    finished = run_all(names, variants, args.device, args.out_dir, args.export_every, args.budget_s)
+    finished = run_all(names, args.dry_run, args.device, args.out_dir, args.export_every, args.budget_s)
     print(f"world_pretrain: {finished} of {len(names)} variants finished; models under {args.out_dir}/<variant>/model",
           flush=True)
     return 0 if finished == len(names) else 1

@@ -246,23 +246,30 @@ def scorer_problems(config: SailConfig) -> list[str]:
     return problems
 
 
-def device_problems(config: SailConfig) -> list[str]:
+def cuda_device_problems(wanted: str, field: str, gpu_hint: str = " (a GPU worker of the pool)") -> list[str]:
+    """What keeps the device ``wanted`` (set by ``field``) from being used here; empty for a CPU."""
     import torch
 
-    wanted = config.runtime.device
     if not wanted.startswith("cuda"):
         return []
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
     if available == 0:
-        return [f"runtime.device: {wanted} is requested but this machine has no CUDA device ({build}): run on a "
-                "GPU machine (a GPU worker of the pool), or set runtime.device=cpu"]
+        return [f"{field}: {wanted} is requested but this machine has no CUDA device ({build}): run on a "
+                f"GPU machine{gpu_hint}, or set {field}=cpu"]
     index = int(wanted.split(":", 1)[1]) if ":" in wanted else 0
-    problems = []
     if index >= available:
-        problems.append(f"runtime.device: {wanted} is requested but this machine has {available} CUDA device(s): "
-                        f"choose cuda:0..cuda:{available - 1}")
-    if config.runtime.train_processes > available:
+        return [f"{field}: {wanted} is requested but this machine has {available} CUDA device(s): "
+                f"choose cuda:0..cuda:{available - 1}"]
+    return []
+
+
+def device_problems(config: SailConfig) -> list[str]:
+    import torch
+
+    problems = cuda_device_problems(config.runtime.device, "runtime.device")
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if config.runtime.device.startswith("cuda") and 0 < available < config.runtime.train_processes:
         problems.append(f"runtime.train_processes: {config.runtime.train_processes} training processes need as "
                         f"many GPUs and this machine has {available}: set runtime.train_processes={available}")
     return problems

@@ -26,6 +26,7 @@ from sail_core.algorithm.noising import add_noise, training_target
 from sail_core.errors import InputError
 from sail_core.io.atomic import write_text
 from sail_core.models.tokenizer import cached_clip_tokenizer
+from sail_core.preflight import cuda_device_problems
 from sail_core.training.step_checkpoints import (
     TrainingState,
     list_checkpoints,
@@ -156,8 +157,8 @@ def _device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as exc:
         raise InputError(f"not a torch device: {name!r} (cpu, cuda, cuda:1, ...)", parameter="device") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("this machine has no CUDA GPU (torch sees none); use --device cpu", parameter="device")
+    for problem in cuda_device_problems(name, "--device", gpu_hint=""):
+        raise InputError(problem)
     return device
 
 
