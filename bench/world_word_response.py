@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--init", type=Path,
                         help="a `sail world pretrain` step checkpoint folder (default: from scratch)")
     args = parser.parse_args()
+    if args.init and not (args.init / "trainable.safetensors").is_file():
+        parser.error(f"--init {args.init}: no trainable.safetensors there; pass a step checkpoint folder of "
+                     "`sail world pretrain --checkpoint-dir` (step-NNNNNN)")
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -88,10 +91,10 @@ def main() -> None:
         return tokenizer(list(prompts), padding="max_length", max_length=TEXT_LENGTH, truncation=True,
                          return_tensors="pt").input_ids
 
-    # the pair a --data pair-* run trains on, as a pool of renders
+    # the pair a --data pair-* run trains on, as a pool of renders (a grammar run draws fresh scenes instead)
     pair = PAIRS["colour" if args.data == "pair-colour" else "position"]
     pair_ids = token_ids(pair)
-    pool = [renders(prompt, seed) for seed, prompt in enumerate(pair)]
+    pool = [] if args.data == "grammar" else [renders(prompt, seed) for seed, prompt in enumerate(pair)]
     truths = {name: tuple(renders(p, seed).mean(0) for seed, p in enumerate(prompts))
               for name, prompts in PAIRS.items()}
     alpha_bar = scheduler.alphas_cumprod[999]
