@@ -45,9 +45,12 @@ VARIANTS: dict[str, PretrainConfig] = {
     "pos80-deep": PretrainConfig(p_unsaid=POSITION_STATED, architecture=Architecture(channels=(32, 64, 64, 64))),
     "pos80-batch384": PretrainConfig(p_unsaid=POSITION_STATED, batch_size=384),
     "pos80-long": PretrainConfig(p_unsaid=POSITION_STATED, steps=14_400),
+    "high50": PretrainConfig(high_noise_share=0.5),
 }
-"""What may teach position: the shipped recipe (the reference: position 0.47 on the CPU), position
-stated more often, and with it more channels, a fourth level (down to 2×2), 4× the images a step, 3× the steps."""
+"""What may teach position: the shipped recipe's first stage from scratch (the reference: position 0.47
+on the CPU), position stated more often, and with it more channels, a fourth level (down to 2×2), 4× the
+images a step, 3× the steps; and half of each batch on the highest noise levels from the start (what the
+shipped model's second stage does, README: the embedded world)."""
 
 _TINY = Architecture(channels=(16, 16), text_width=16, text_layers=1)
 DRY_RUN_VARIANTS: dict[str, PretrainConfig] = {

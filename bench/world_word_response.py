@@ -8,14 +8,18 @@ learned the word, 0 when it ignores it, projected on the true difference so a wr
 negative. Colour (red / blue) is measured the same way as a calibration.
 
 It trains the world's own UNet and text encoder (``sail_core.world.model``) on the timesteps
-``[--t-min, 999]``, either on one pair of prompts (``--data pair-position`` / ``pair-colour``: can
-the architecture learn the word at all?) or on the whole grammar with the position always stated
-(``--data grammar``: does it learn it among everything else?), from scratch or from a pretraining
-step checkpoint (``--init``). Prints one JSON line per evaluation. One thread, deterministic.
+``[--t-min, 999]`` (or a ``--high-share`` of each batch on ``[--high-from, 999]``, the rest on
+``[--t-min, 999]``, as ``sail world pretrain --high-noise-share`` does), either on one pair of prompts
+(``--data pair-position`` / ``pair-colour``: can the architecture learn the word at all?), on the
+whole grammar with the position always stated (``--data grammar``: does it learn it among everything
+else?) or on the grammar with every colour red and every background white (``grammar-red-white``),
+from scratch, from a pretraining step checkpoint or from a model folder (``--init``). Besides the
+red circle's left/right and top/bottom it reads left/right for two small yellow squares on black
+(``position-yellow-black``): a model that learned "left" for one colour only fails there. Prints
+one JSON line per evaluation. One thread, deterministic.
 
     python bench/world_word_response.py --data pair-position --steps 100
-    python bench/world_word_response.py --data grammar --steps 600 --t-min 900 --lr 3e-4 \
-        --init /path/to/checkpoints/step-004800
+    python bench/world_word_response.py --data grammar --steps 300 --t-min 950 --init sail_core/world/base_model
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +37,9 @@ from transformers import CLIPTokenizer
 from sail_core.algorithm.noising import add_noise, training_target
 from sail_core.io.tensors import read_tensors
 from sail_core.world.assets import BASE_MODEL_DIR
-from sail_core.world.grammar import UnsaidProbabilities
+from sail_core.world.grammar import UnsaidProbabilities, sample_specs
 from sail_core.world.model import TEXT_LENGTH, build_scheduler, build_text_encoder, build_unet
-from sail_core.world.render import sample_batch, sample_images
+from sail_core.world.render import sample_images
 
 PAIRS = {
     "position": ("a large red circle on the left on a white background",
@@ -43,7 +48,10 @@ PAIRS = {
                  "a large red circle at the bottom on a white background"),
     "colour": ("a large red circle on the left on a white background",
                "a large blue circle on the left on a white background"),
+    "position-yellow-black": ("two small yellow squares on the left on a black background",
+                              "two small yellow squares on the right on a black background"),
 }
+WEIGHTS_NAMES = {"unet": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
 BATCH = 64
 RENDERS = 2048  # renders averaged into each prompt's posterior mean
 POSITION_ALWAYS_STATED = UnsaidProbabilities(position=0.0, size=0.5, background=0.5)
@@ -64,27 +72,40 @@ def word_response(predicted: tuple[torch.Tensor, torch.Tensor], truth: tuple[tor
     return float((predicted[0] - predicted[1]).flatten() @ true / true.norm() ** 2)
 
 
+def load_weights(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+    """Copy a step checkpoint's raw weights, or a model folder's (float16) weights, into the fresh modules."""
+    if (folder / "trainable.safetensors").is_file():
+        saved = read_tensors(folder / "trainable.safetensors")
+    else:
+        saved = {f"{part}.{name}": tensor for part in ("unet", "text_encoder")
+                 for name, tensor in read_tensors(folder / part / WEIGHTS_NAMES[part]).items()}
+    with torch.no_grad():
+        for name, param in torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder}).named_parameters():
+            param.copy_(saved[name].float())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=["pair-position", "pair-colour", "grammar"], required=True)
+    parser.add_argument("--data", choices=["pair-position", "pair-colour", "grammar", "grammar-red-white"], required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--t-min", type=int, default=999, help="train on timesteps t_min..999")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--high-share", type=float, default=0.0,
+                        help="share of each batch drawn from t in [--high-from, 999] instead of [t_min, 999]")
+    parser.add_argument("--high-from", type=int, default=950)
     parser.add_argument("--init", type=Path,
-                        help="a `sail world pretrain` step checkpoint folder (default: from scratch)")
+                        help="a `sail world pretrain` step checkpoint folder, or a world model folder such as "
+                             "sail_core/world/base_model (default: from scratch)")
     args = parser.parse_args()
-    if args.init and not (args.init / "trainable.safetensors").is_file():
-        parser.error(f"--init {args.init}: no trainable.safetensors there; pass a step checkpoint folder of "
-                     "`sail world pretrain --checkpoint-dir` (step-NNNNNN)")
+    if args.init and not any((args.init / name).exists() for name in ("trainable.safetensors", "unet")):
+        parser.error(f"--init {args.init}: neither a step checkpoint (trainable.safetensors) nor a model folder "
+                     "(unet/); pass a step-NNNNNN folder of `sail world pretrain --checkpoint-dir` or a model folder")
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     unet, text_encoder, scheduler = build_unet(), build_text_encoder(), build_scheduler()
     if args.init:
-        saved = read_tensors(args.init / "trainable.safetensors")
-        with torch.no_grad():
-            for name, param in torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder}).named_parameters():
-                param.copy_(saved[name])
+        load_weights(args.init, unet, text_encoder)
     tokenizer = CLIPTokenizer.from_pretrained(BASE_MODEL_DIR / "tokenizer")  # the shipped world's, read only
 
     def token_ids(prompts) -> torch.Tensor:
@@ -94,7 +115,7 @@ def main() -> None:
     # the pair a --data pair-* run trains on, as a pool of renders (a grammar run draws fresh scenes instead)
     pair = PAIRS["colour" if args.data == "pair-colour" else "position"]
     pair_ids = token_ids(pair)
-    pool = [] if args.data == "grammar" else [renders(prompt, seed) for seed, prompt in enumerate(pair)]
+    pool = [] if args.data.startswith("grammar") else [renders(prompt, seed) for seed, prompt in enumerate(pair)]
     truths = {name: tuple(renders(p, seed).mean(0) for seed, p in enumerate(prompts))
               for name, prompts in PAIRS.items()}
     alpha_bar = scheduler.alphas_cumprod[999]
@@ -115,21 +136,27 @@ def main() -> None:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     generator, rng = torch.Generator().manual_seed(1), np.random.default_rng(1)
     every = max(25, args.steps // 10)
-    setting = {"data": args.data, "t_min": args.t_min, "lr": args.lr, "init": str(args.init or "scratch")}
+    setting = {"data": args.data, "t_min": args.t_min, "high_share": args.high_share, "high_from": args.high_from, "lr": args.lr, "init": str(args.init or "scratch")}
     print(json.dumps({**setting, "step": 0, "response": responses()}), flush=True)
     started = time.time()
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        if args.data == "grammar":
-            prompts, images = sample_batch(rng, BATCH, POSITION_ALWAYS_STATED)
-            x0, ids = as_tensor(images), token_ids(prompts)
+        if args.data.startswith("grammar"):
+            specs = sample_specs(rng, BATCH, POSITION_ALWAYS_STATED)
+            if args.data == "grammar-red-white":
+                specs = [replace(s, colour="red", background="white") for s in specs]
+            x0, ids = as_tensor(sample_images(specs, rng)), token_ids(s.text() for s in specs)
         else:
             which = torch.randint(0, 2, (BATCH,), generator=generator)
             pick = torch.randint(0, RENDERS, (BATCH,), generator=generator)
             x0, ids = torch.stack([pool[w][i] for w, i in zip(which.tolist(), pick.tolist())]), pair_ids[which]
         noise = torch.randn(x0.shape, generator=generator)
         timesteps = torch.randint(args.t_min, 1000, (BATCH,), generator=generator)
+        if args.high_share:  # drawn only when asked, so runs without it keep their random stream
+            high = torch.rand(BATCH, generator=generator) < args.high_share
+            timesteps = torch.where(high, torch.randint(args.high_from, 1000, (BATCH,), generator=generator),
+                                    timesteps)
         noisy = add_noise(scheduler, x0, noise, timesteps)
         prediction = unet(noisy, timesteps, text_encoder(ids).last_hidden_state).sample
         loss = (prediction - training_target(scheduler, x0, noise, timesteps)).pow(2).mean()

@@ -59,7 +59,8 @@ def cmd_world_pretrain(args: argparse.Namespace) -> int:
     started = time.time()
 
     given = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
-             "device": args.device}
+             "device": args.device, "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
+             "high_noise_share": args.high_noise_share, "high_noise_from": args.high_noise_from, "init": args.init}
     config = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
 
     def report(step: int, loss: float) -> None:
@@ -170,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre = world.add_parser("pretrain", help="pretrain the world's base model on rendered images")
     pre.add_argument("--steps", type=int, help="optimizer steps (default: PretrainConfig's, the shipped model's)")
     pre.add_argument("--batch-size", type=int, help="images per step (default: PretrainConfig's)")
+    pre.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default: PretrainConfig's)")
+    pre.add_argument("--warmup-steps", type=int, help="linear warm-up before the cosine decay (default: PretrainConfig's)")
+    pre.add_argument("--high-noise-share", type=float,
+                     help="share of each batch trained on the highest noise levels, where only the text says "
+                          "where an object goes (default: PretrainConfig's)")
+    pre.add_argument("--high-noise-from", type=int, help="first timestep of those levels (default: PretrainConfig's)")
+    pre.add_argument("--init", help="a world model folder to continue from (default: random weights from the seed)")
     pre.add_argument("--seed", type=int, help="default: PretrainConfig's")
     pre.add_argument("--threads", type=int, help="torch threads (default: PretrainConfig's)")
     pre.add_argument("--device", help="cpu (default) or cuda; batches and noise come from the seed either way")

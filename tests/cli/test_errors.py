@@ -85,3 +85,11 @@ def test_a_run_name_cannot_escape_the_runs_directory(tmp_path):
         assert line == (f"sail run: error: parameter 'run_name': {name!r} is not a run name: use letters, digits, "
                         "'.', '_' and '-', starting with a letter or digit, at most 128 characters")
     assert not (tmp_path / "out").exists()  # nothing was created anywhere, inside the runs directory or out of it
+
+
+def test_a_bad_continued_pretraining_is_one_line_naming_it(tmp_path):
+    line = one_line_error(sail("world", "pretrain", "--high-noise-share", "1.5", "--out", str(tmp_path / "m")))
+    assert line == "sail world: error: parameter 'high_noise_share': must be in [0, 1], got 1.5"
+    line = one_line_error(sail("world", "pretrain", "--init", str(tmp_path), "--out", str(tmp_path / "m")))
+    assert "not a world model folder (no unet/ in it)" in line and str(tmp_path) in line
+    assert not (tmp_path / "m").exists()

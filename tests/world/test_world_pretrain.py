@@ -4,6 +4,7 @@ refused naming what differs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sail_core.errors import InputError
 from sail_core.io.tensors import read_tensors
 from sail_core.training.step_checkpoints import list_checkpoints
 from sail_core.world.model import Architecture
-from sail_core.world.pretrain import PretrainConfig, export_checkpoint, pretrain
+from sail_core.world.pretrain import PretrainConfig, _timesteps, export_checkpoint, pretrain
 
 TINY = PretrainConfig(steps=6, batch_size=4, warmup_steps=2, threads=1,
                       architecture=Architecture(channels=(16, 16), text_width=16, text_layers=1))
@@ -99,3 +100,51 @@ def test_pretraining_leaves_the_process_torch_settings_as_it_found_them(tmp_path
         assert torch.equal(torch.rand(3), expected_draw)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_continued_pretraining_starts_from_its_init_weights_and_names_them(tmp_path):
+    first = pretrain(TINY, tmp_path / "first", tmp_path / "tok")
+    # learning rate 0: the continued run must end exactly on the weights it started from
+    still = PretrainConfig(**{**TINY.__dict__, "steps": 2, "learning_rate": 0.0, "init": str(first)})
+    continued = pretrain(still, tmp_path / "continued", tmp_path / "tok")
+    a, b = _weights(first), _weights(continued)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    provenance = json.loads((continued / "provenance.json").read_text())
+    assert provenance["config"]["init"] == str(first)
+    assert provenance["init_provenance"] == json.loads((first / "provenance.json").read_text())
+    unet_bytes = (first / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert provenance["init_sha256"]["unet"] == hashlib.sha256(unet_bytes).hexdigest()
+
+    moving = PretrainConfig(**{**TINY.__dict__, "steps": 2, "init": str(first)})
+    moved = _weights(pretrain(moving, tmp_path / "moved", tmp_path / "tok"))
+    assert not all(torch.equal(a[k], moved[k]) for k in a)
+
+
+def test_an_init_of_another_architecture_or_no_model_is_named(tmp_path):
+    first = pretrain(TINY, tmp_path / "first", tmp_path / "tok")
+    wider = PretrainConfig(**{**TINY.__dict__, "init": str(first),
+                              "architecture": Architecture(channels=(32, 32), text_width=16, text_layers=1)})
+    with pytest.raises(InputError, match="do not fit the configured architecture") as raised:
+        pretrain(wider, tmp_path / "wider", tmp_path / "tok")
+    assert "diffusion_pytorch_model.safetensors" in str(raised.value) and not (tmp_path / "wider").exists()
+    with pytest.raises(InputError, match="not a world model folder") as raised:
+        PretrainConfig(init=str(tmp_path / "tok"))
+    assert "tok" in str(raised.value)
+
+
+@pytest.mark.parametrize("field, value", [("high_noise_share", 1.5), ("high_noise_from", 1000)])
+def test_a_high_noise_setting_out_of_range_is_named(field, value):
+    with pytest.raises(InputError, match=field):
+        PretrainConfig(**{field: value})
+
+
+def test_a_high_noise_share_moves_that_share_of_timesteps_to_the_top_levels():
+    """Share s from t0: P(t >= t0) = s + (1 - s)·(1000 - t0)/1000; share 0 draws what the shipped recipe drew."""
+    draw = lambda config: _timesteps(config, 1000, 20_000, torch.Generator().manual_seed(0))  # noqa: E731
+    plain = draw(PretrainConfig())
+    assert torch.equal(plain, torch.randint(0, 1000, (20_000,), generator=torch.Generator().manual_seed(0)))
+    mixed = draw(PretrainConfig(high_noise_share=0.25, high_noise_from=950))
+    assert abs((mixed >= 950).float().mean().item() - (0.25 + 0.75 * 0.05)) < 0.01
+    assert mixed.min() >= 0 and mixed.max() <= 999
+    assert (draw(PretrainConfig(high_noise_share=1.0, high_noise_from=990)) >= 990).all()
