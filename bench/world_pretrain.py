@@ -4,15 +4,16 @@
     bench/world_pretrain_gpu.sh --dry-run     # two tiny variants on the CPU, the same code path (tests/bench)
     python -m bench.world_pretrain --variants shipped,pos80 --device cuda --out-dir DIR
 
-Why: the shipped base model does not learn position words (README, "The embedded world"), and one
-pretraining takes 2.9 hours on a CPU core, so the variants that might fix it cannot be compared on a
-CPU within a session; on a GPU each takes minutes. Every variant is a ``PretrainConfig`` (below) run by
+Why: one pretraining from scratch takes 2.9 hours on a CPU core (the world's first base model, which
+did not learn position words; the shipped model continues it in two stages, README "The embedded
+world"), so which single recipe from scratch does best cannot be compared on a CPU within a session;
+on a GPU each takes minutes. Every variant is a ``PretrainConfig`` (below) run by
 ``sail_core.world.pretrain.pretrain`` in its own process: the model is so small that one run alone
 leaves a GPU mostly idle. Each writes its EMA weights as a model folder, ``<out>/<variant>/model``,
 every ``--export-every`` steps (replacing the previous export, so a run stopped at the time limit
 leaves its newest one) and at the end, and one JSON line per export to ``<out>/world_pretrain.jsonl``.
 Audit what comes back on any machine: ``sail world audit --model <out>/<variant>/model``. The winner's
-settings become ``PretrainConfig``'s defaults, and ``sail world pretrain`` rebuilds it from its seed.
+settings can become ``PretrainConfig``'s defaults, and ``sail world pretrain`` rebuilds it from its seed.
 """
 
 from __future__ import annotations

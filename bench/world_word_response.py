@@ -38,7 +38,7 @@ from sail_core.algorithm.noising import add_noise, training_target
 from sail_core.io.tensors import read_tensors
 from sail_core.world.assets import BASE_MODEL_DIR
 from sail_core.world.grammar import UnsaidProbabilities, sample_specs
-from sail_core.world.model import TEXT_LENGTH, build_scheduler, build_text_encoder, build_unet
+from sail_core.world.model import TEXT_LENGTH, build_scheduler, build_text_encoder, build_unet, load_weights
 from sail_core.world.render import sample_images
 
 PAIRS = {
@@ -51,7 +51,6 @@ PAIRS = {
     "position-yellow-black": ("two small yellow squares on the left on a black background",
                               "two small yellow squares on the right on a black background"),
 }
-WEIGHTS_NAMES = {"unet": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
 BATCH = 64
 RENDERS = 2048  # renders averaged into each prompt's posterior mean
 POSITION_ALWAYS_STATED = UnsaidProbabilities(position=0.0, size=0.5, background=0.5)
@@ -72,16 +71,15 @@ def word_response(predicted: tuple[torch.Tensor, torch.Tensor], truth: tuple[tor
     return float((predicted[0] - predicted[1]).flatten() @ true / true.norm() ** 2)
 
 
-def load_weights(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
-    """Copy a step checkpoint's raw weights, or a model folder's (float16) weights, into the fresh modules."""
-    if (folder / "trainable.safetensors").is_file():
-        saved = read_tensors(folder / "trainable.safetensors")
-    else:
-        saved = {f"{part}.{name}": tensor for part in ("unet", "text_encoder")
-                 for name, tensor in read_tensors(folder / part / WEIGHTS_NAMES[part]).items()}
+def load_init(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+    """A step checkpoint's raw weights, or a model folder's (as ``sail world pretrain --init`` loads them)."""
+    if not (folder / "trainable.safetensors").is_file():
+        load_weights(folder, unet, text_encoder)
+        return
+    saved = read_tensors(folder / "trainable.safetensors")
     with torch.no_grad():
         for name, param in torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder}).named_parameters():
-            param.copy_(saved[name].float())
+            param.copy_(saved[name])
 
 
 def main() -> None:
@@ -105,7 +103,7 @@ def main() -> None:
     torch.manual_seed(0)
     unet, text_encoder, scheduler = build_unet(), build_text_encoder(), build_scheduler()
     if args.init:
-        load_weights(args.init, unet, text_encoder)
+        load_init(args.init, unet, text_encoder)
     tokenizer = CLIPTokenizer.from_pretrained(BASE_MODEL_DIR / "tokenizer")  # the shipped world's, read only
 
     def token_ids(prompts) -> torch.Tensor:

@@ -32,7 +32,9 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import ModelConfig, SamplerConfig
 from sail_core.images import tensor_to_uint8
+from sail_core.errors import InputError
 from sail_core.io.atomic import atomic_dir
+from sail_core.io.tensors import read_tensors
 from sail_core.models.bundle import load_bundle
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import load_for_inference
@@ -79,6 +81,18 @@ def build_scheduler(arch: Architecture = Architecture()) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                          prediction_type=arch.prediction_type, timestep_spacing=arch.timestep_spacing,
                          clip_sample=False)
+
+
+def load_weights(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+    """A world model folder's (float16) weights into freshly built modules of the same architecture."""
+    for module, file in ((unet, folder / "unet" / "diffusion_pytorch_model.safetensors"),
+                         (text_encoder, folder / "text_encoder" / "model.safetensors")):
+        saved = {name: tensor.float() for name, tensor in read_tensors(file).items()}
+        try:
+            module.load_state_dict(saved, strict=True)
+        except RuntimeError as exc:
+            raise InputError(f"these weights do not fit the configured architecture: {str(exc).splitlines()[0]}",
+                             file=file) from exc
 
 
 def save_world_model(folder: str | Path, unet: UNet2DConditionModel, text_encoder: CLIPTextModel,

@@ -26,7 +26,6 @@ import torch
 from sail_core.algorithm.noising import add_noise, training_target
 from sail_core.errors import InputError
 from sail_core.io.atomic import write_text
-from sail_core.io.tensors import read_tensors
 from sail_core.models.tokenizer import cached_clip_tokenizer
 from sail_core.preflight import cuda_device_problems
 from sail_core.training.step_checkpoints import (
@@ -43,6 +42,7 @@ from sail_core.world.model import (
     build_scheduler,
     build_text_encoder,
     build_unet,
+    load_weights,
     save_world_model,
 )
 from sail_core.world.render import sample_batch
@@ -223,7 +223,7 @@ def _start(config: PretrainConfig) -> _Training:
     arch = config.architecture
     unet, text_encoder = build_unet(arch), build_text_encoder(arch)
     if config.init is not None:
-        _load_weights(Path(config.init), unet, text_encoder)
+        load_weights(Path(config.init), unet, text_encoder)
     unet, text_encoder = unet.to(config.device), text_encoder.to(config.device)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     model = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
@@ -231,18 +231,6 @@ def _start(config: PretrainConfig) -> _Training:
     return _Training(unet, text_encoder, build_scheduler(arch), model, params, optimizer,
                      Ema([unet, text_encoder], config.ema_decay), np.random.default_rng(config.seed),
                      torch.Generator().manual_seed(config.seed))
-
-
-def _load_weights(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
-    """A world model folder's (float16) weights into freshly built modules of the same architecture."""
-    for module, file in ((unet, folder / "unet" / "diffusion_pytorch_model.safetensors"),
-                         (text_encoder, folder / "text_encoder" / "model.safetensors")):
-        saved = {name: tensor.float() for name, tensor in read_tensors(file).items()}
-        try:
-            module.load_state_dict(saved, strict=True)
-        except RuntimeError as exc:
-            raise InputError(f"these weights do not fit the configured architecture: {str(exc).splitlines()[0]}",
-                             file=file) from exc
 
 
 def _init_provenance(config: PretrainConfig) -> dict:
