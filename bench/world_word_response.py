@@ -95,6 +95,8 @@ def main() -> None:
                         help="a `sail world pretrain` step checkpoint folder, or a world model folder such as "
                              "sail_core/world/base_model (default: from scratch)")
     args = parser.parse_args()
+    if not 0.0 <= args.high_share <= 1.0:
+        parser.error(f"--high-share {args.high_share}: must be in [0, 1]")
     if args.init and not any((args.init / name).exists() for name in ("trainable.safetensors", "unet")):
         parser.error(f"--init {args.init}: neither a step checkpoint (trainable.safetensors) nor a model folder "
                      "(unet/); pass a step-NNNNNN folder of `sail world pretrain --checkpoint-dir` or a model folder")
@@ -134,7 +136,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     generator, rng = torch.Generator().manual_seed(1), np.random.default_rng(1)
     every = max(25, args.steps // 10)
-    setting = {"data": args.data, "t_min": args.t_min, "high_share": args.high_share, "high_from": args.high_from, "lr": args.lr, "init": str(args.init or "scratch")}
+    setting = {"data": args.data, "t_min": args.t_min, "high_share": args.high_share, "high_from": args.high_from,
+               "lr": args.lr, "init": str(args.init or "scratch")}
     print(json.dumps({**setting, "step": 0, "response": responses()}), flush=True)
     started = time.time()
     for step in range(args.steps):

@@ -31,8 +31,8 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import ModelConfig, SamplerConfig
-from sail_core.images import tensor_to_uint8
 from sail_core.errors import InputError
+from sail_core.images import tensor_to_uint8
 from sail_core.io.atomic import atomic_dir
 from sail_core.io.tensors import read_tensors
 from sail_core.models.bundle import load_bundle
@@ -83,10 +83,13 @@ def build_scheduler(arch: Architecture = Architecture()) -> DDPMScheduler:
                          clip_sample=False)
 
 
+WEIGHT_FILES = {"unet": "unet/diffusion_pytorch_model.safetensors", "text_encoder": "text_encoder/model.safetensors"}
+"""Where a world model folder keeps each part's weights (diffusers' and transformers' file names)."""
+
+
 def load_weights(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
     """A world model folder's (float16) weights into freshly built modules of the same architecture."""
-    for module, file in ((unet, folder / "unet" / "diffusion_pytorch_model.safetensors"),
-                         (text_encoder, folder / "text_encoder" / "model.safetensors")):
+    for module, file in ((unet, folder / WEIGHT_FILES["unet"]), (text_encoder, folder / WEIGHT_FILES["text_encoder"])):
         saved = {name: tensor.float() for name, tensor in read_tensors(file).items()}
         try:
             module.load_state_dict(saved, strict=True)

@@ -38,6 +38,7 @@ from sail_core.training.step_checkpoints import (
 from sail_core.world.grammar import UnsaidProbabilities
 from sail_core.world.model import (
     TEXT_LENGTH,
+    WEIGHT_FILES,
     Architecture,
     build_scheduler,
     build_text_encoder,
@@ -240,8 +241,7 @@ def _init_provenance(config: PretrainConfig) -> dict:
         return {}
     folder = Path(config.init)
     file = folder / "provenance.json"
-    weights = {part: hashlib.sha256((folder / part / name).read_bytes()).hexdigest()
-               for part, name in (("unet", "diffusion_pytorch_model.safetensors"), ("text_encoder", "model.safetensors"))}
+    weights = {part: hashlib.sha256((folder / file).read_bytes()).hexdigest() for part, file in WEIGHT_FILES.items()}
     return {"init_provenance": json.loads(file.read_text()) if file.exists() else None, "init_sha256": weights}
 
 
