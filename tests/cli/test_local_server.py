@@ -36,10 +36,25 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Whether any thread of ``pid`` still runs. The leader shows as a zombie as soon as it exits, while
+    a thread held in the kernel (an fsync on a slow disk) still holds the process's sockets open."""
+    states = []
+    for task in (Path("/proc") / str(pid) / "task").glob("*"):
+        try:
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue
+    return any(state not in ("Z", "X") for state in states)
+
+
+def _listening(port: int, address: str = "0100007F") -> bool:
+    """Whether a socket listens on ``address``:``port`` (hex as in /proc/net/tcp; state 0A); the
+    default address is 127.0.0.1, 00000000 is every interface."""
+    for line in (Path("/proc") / "net" / "tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if local == f"{address}:{port:04X}" and state == "0A":
+            return True
+    return False
 
 
 def test_kill_9_of_sail_run_takes_its_prefect_server_down(tmp_path):
@@ -64,8 +79,7 @@ def test_kill_9_of_sail_run_takes_its_prefect_server_down(tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("the local server never answered")
-        listening = (Path("/proc") / str(pid) / "net" / "tcp").read_text()
-        assert f"0100007F:{port:04X}" in listening  # bound to 127.0.0.1
+        assert _listening(port) and not _listening(port, "00000000")  # bound to 127.0.0.1 only
         environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
         assert b"PREFECT_SERVER_ANALYTICS_ENABLED=false" in environ and b"DO_NOT_TRACK=1" in environ  # no telemetry
     finally:
@@ -75,5 +89,8 @@ def test_kill_9_of_sail_run_takes_its_prefect_server_down(tmp_path):
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(pid), "the server outlived the command that started it"
+    while _listening(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _listening(port), f"port {port} still listens after its server died"
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
