@@ -107,9 +107,11 @@ def cmd_world_audit(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from sail_cli.experiment import run_experiment
+    from sail_cli.local_server import prefect_api
 
-    out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None,
-                         analyses_only=args.analyses_only)
+    with prefect_api():  # as sail run: a server started here dies with the command, even on kill -9
+        out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None,
+                             analyses_only=args.analyses_only)
     print(f"results: {out}")
     return 0
 
