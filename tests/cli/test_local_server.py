@@ -1,5 +1,6 @@
-"""``sail run`` without ``PREFECT_API_URL`` starts its own Prefect server on 127.0.0.1, and ``kill -9`` of the
-command takes the server down with it (Prefect's temporary server used to survive, reparented to PID 1)."""
+"""``sail run`` and ``sail experiment`` without ``PREFECT_API_URL`` start their own Prefect server on
+127.0.0.1, and ``kill -9`` of the command takes the server down with it (Prefect's temporary server
+used to survive, reparented to PID 1)."""
 
 from __future__ import annotations
 
@@ -57,15 +58,26 @@ def _listening(port: int, address: str = "0100007F") -> bool:
     return False
 
 
-def test_kill_9_of_sail_run_takes_its_prefect_server_down(tmp_path):
+# the commands that run flows; each is killed as soon as its server answers
+COMMANDS = {
+    "run": ["run"],
+    "experiment": ["experiment", "experiments/world.yaml", "--seed", "0", "--arm", "sail"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_kill_9_of_a_sail_command_takes_its_prefect_server_down(tmp_path, command):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect-home"))  # no profile names a server
-    sail = subprocess.Popen([sys.executable, "-m", "sail_cli.main", "run", "--runs-dir", str(tmp_path / "runs")],
+    argv = [*COMMANDS[command], "--runs-dir", str(tmp_path / "runs")]
+    if command == "experiment":
+        argv += ["--out", str(tmp_path / "results")]
+    sail = subprocess.Popen([sys.executable, "-m", "sail_cli.main", *argv],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline, server = time.monotonic() + 240, None
         while server is None and time.monotonic() < deadline:
-            assert sail.poll() is None, "sail run ended before its server came up"
+            assert sail.poll() is None, f"sail {command} ended before its server came up"
             server = next(((pid, cmd) for pid, cmd in _children(sail.pid) if "sail_cli.local_server" in cmd), None)
             time.sleep(0.5)
         assert server is not None
