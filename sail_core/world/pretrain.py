@@ -240,9 +240,10 @@ def _init_provenance(config: PretrainConfig) -> dict:
     if config.init is None:
         return {}
     folder = Path(config.init)
-    file = folder / "provenance.json"
-    weights = {part: hashlib.sha256((folder / file).read_bytes()).hexdigest() for part, file in WEIGHT_FILES.items()}
-    return {"init_provenance": json.loads(file.read_text()) if file.exists() else None, "init_sha256": weights}
+    provenance = folder / "provenance.json"
+    weights = {part: hashlib.sha256((folder / name).read_bytes()).hexdigest() for part, name in WEIGHT_FILES.items()}
+    return {"init_provenance": json.loads(provenance.read_text()) if provenance.exists() else None,
+            "init_sha256": weights}
 
 
 def export_checkpoint(config: PretrainConfig, checkpoint_dir: str | Path, out_dir: str | Path,

@@ -58,10 +58,10 @@ def _listening(port: int, address: str = "0100007F") -> bool:
     return False
 
 
-# the commands that run flows; each is killed as soon as its server answers
+# the commands that run flows ({tmp}: the test's folder); each is killed as soon as its server answers
 COMMANDS = {
     "run": ["run"],
-    "experiment": ["experiment", "experiments/world.yaml", "--seed", "0", "--arm", "sail"],
+    "experiment": ["experiment", "experiments/world.yaml", "--seed", "0", "--arm", "sail", "--out", "{tmp}/results"],
 }
 
 
@@ -69,9 +69,7 @@ COMMANDS = {
 def test_kill_9_of_a_sail_command_takes_its_prefect_server_down(tmp_path, command):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect-home"))  # no profile names a server
-    argv = [*COMMANDS[command], "--runs-dir", str(tmp_path / "runs")]
-    if command == "experiment":
-        argv += ["--out", str(tmp_path / "results")]
+    argv = [arg.format(tmp=tmp_path) for arg in COMMANDS[command]] + ["--runs-dir", str(tmp_path / "runs")]
     sail = subprocess.Popen([sys.executable, "-m", "sail_cli.main", *argv],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
