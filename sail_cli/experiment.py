@@ -22,7 +22,7 @@ from sail_core.experiments.comparisons import (
     ranking_versus_markdown,
     ranking_versus_reference,
 )
-from sail_core.experiments.plots import plot_tradeoff, plot_trajectories
+from sail_core.experiments.plots import plot_tradeoff, plot_utility
 from sail_core.experiments.ranking import ranking_agreement, round_one_candidates
 from sail_core.experiments.spec import ExperimentSpec, seed_overrides
 from sail_core.io.atomic import write_text
@@ -240,7 +240,7 @@ def _write_results(out: Path, spec: ExperimentSpec, commands: list[str], rows: l
                    agreement: list[dict], seconds: float, seeds_done: list[int]) -> None:
     if rows:
         write_results(out, "metrics", rows, markdown_table(summarize_over_seeds(rows, METRICS), METRICS))
-        plot_trajectories(rows, "utility", out / "utility.png")
+        plot_utility(rows, spec.analysis.plots, out)
     if accuracy:
         write_results(out, "self_reward_accuracy", accuracy,
                       markdown_table(summarize_over_seeds(accuracy, ["self_reward_accuracy"]),

@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--steps", type=int, help="optimizer steps (default: PretrainConfig's, the shipped model's)")
     pre.add_argument("--batch-size", type=int, help="images per step (default: PretrainConfig's)")
     pre.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default: PretrainConfig's)")
-    pre.add_argument("--warmup-steps", type=int, help="linear warm-up before the cosine decay (default: PretrainConfig's)")
+    pre.add_argument("--warmup-steps", type=int,
+                     help="linear warm-up before the cosine decay (default: PretrainConfig's)")
     pre.add_argument("--high-noise-share", type=float,
                      help="share of each batch trained on the highest noise levels, where only the text says "
                           "where an object goes (default: PretrainConfig's)")

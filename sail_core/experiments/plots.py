@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sail_core.io.atomic import write_bytes
+
+
+def plot_utility(rows: Sequence[dict], subsets: Mapping[str, Sequence[str]], out_dir: str | Path) -> list[Path]:
+    """``utility.png`` of every arm, and ``<stem>.png`` of each subset's arms (``analysis.plots``) that
+    has rows yet."""
+    out_dir = Path(out_dir)
+    paths = [plot_trajectories(rows, "utility", out_dir / "utility.png")]
+    for stem, arms in subsets.items():
+        shown = [r for r in rows if r["arm"] in arms]
+        if shown:
+            paths.append(plot_trajectories(shown, "utility", out_dir / f"{stem}.png"))
+    return paths
 
 
 def plot_trajectories(rows: Sequence[dict], metric: str, path: str | Path) -> Path:
@@ -21,14 +34,15 @@ def plot_trajectories(rows: Sequence[dict], metric: str, path: str | Path) -> Pa
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     all_models = list(dict.fromkeys(r["model"] for r in rows))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for arm in arms:
+    colours = itertools.cycle(plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors)  # up to 20 apart
+    for arm, colour in zip(arms, colours):
         models = list(dict.fromkeys(r["model"] for r in rows if r["arm"] == arm))
         values = [[r[metric] for r in rows if r["arm"] == arm and r["model"] == m] for m in models]
         means = np.array([np.mean(v) for v in values])
         sds = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values])
         xs = np.array([all_models.index(m) for m in models])
-        ax.plot(xs, means, marker="o", label=arm)
-        ax.fill_between(xs, means - sds, means + sds, alpha=0.15)
+        ax.plot(xs, means, marker="o", label=arm, color=colour)
+        ax.fill_between(xs, means - sds, means + sds, alpha=0.15, color=colour)
     ax.set_xticks(range(len(all_models)), all_models, rotation=30, ha="right")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)

@@ -54,6 +54,9 @@ class Analysis(BaseModel):
     for each, the difference A − B of every ``comparison_metrics`` with a paired bootstrap confidence
     interval over the evaluation's prompts and the training seeds (``sail_core.experiments.bootstrap``)."""
     comparison_metrics: tuple[str, ...] = ("utility",)
+    plots: dict[str, tuple[str, ...]] = {}
+    """More plots of utility per model, each of some arms only (file stem → arms), beside
+    ``utility.png`` of every arm: a dozen arms on one plot cannot be told apart."""
     bootstrap_resamples: int = Field(2000, ge=100)
     confidence_level: float = Field(0.95, gt=0, lt=1)
 
@@ -111,6 +114,16 @@ class ExperimentSpec(BaseModel):
                 if arm not in names or not model:
                     raise ValueError(f"comparison {list(pair)}: {side!r} is not <arm>/<model> with an arm of "
                                      f"this spec ({sorted(names)})")
+        return self
+
+    @model_validator(mode="after")
+    def _known_plot_arms(self) -> ExperimentSpec:
+        names = {a.name for a in self.arms}
+        for stem, arms in self.analysis.plots.items():
+            unknown = [arm for arm in arms if arm not in names]
+            if unknown or not arms:
+                raise ValueError(f"analysis.plots.{stem}: {unknown or 'no arms'} not arms of this spec "
+                                 f"({sorted(names)})")
         return self
 
     @staticmethod

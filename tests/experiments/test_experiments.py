@@ -95,6 +95,23 @@ def test_a_comparison_must_name_an_arm_and_a_model(tmp_path):
             ExperimentSpec.load(tmp_path / "bad.yaml")
 
 
+def test_a_plot_of_some_arms_names_arms_of_the_spec_and_is_drawn_once_one_has_rows(tmp_path):
+    from sail_core.experiments.plots import plot_utility
+
+    base = "name: c\npreset: world\narms:\n  - {name: sail, rounds: 1}\n  - {name: n2, rounds: 1}\nanalysis:\n  plots: "
+    (tmp_path / "bad.yaml").write_text(base + "{ablations: [sail, n3]}\n")
+    with pytest.raises(InputError, match=r"analysis.plots.ablations: \['n3'\] not arms of this spec"):
+        ExperimentSpec.load(tmp_path / "bad.yaml")
+    (tmp_path / "ok.yaml").write_text(base + "{main: [sail], small: [n2]}\n")
+    plots = ExperimentSpec.load(tmp_path / "ok.yaml").analysis.plots
+    rows = [{"arm": "sail", "model": m, "seed": s, "utility": u}
+            for s in (0, 1) for m, u in (("base", 0.8), ("round-01", 0.82 + s / 100))]
+    paths = plot_utility(rows, plots, tmp_path / "out")  # n2 has no rows yet: no small.png
+    assert [p.name for p in paths] == ["utility.png", "main.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+    assert not (tmp_path / "out" / "small.png").exists()
+
+
 def test_ranking_settings_are_compared_with_the_reference_prompt_by_prompt(tmp_path):
     from sail_core.experiments.comparisons import ranking_versus_reference
 
