@@ -126,20 +126,22 @@ def _ranking(spec: ExperimentSpec, seed: int, runs_dir: str) -> list[dict]:
 
 
 def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int] | None = None,
-                   arms: list[str] | None = None, analyses_only: bool = False) -> Path:
+                   arms: list[str] | None = None, analyses_only: bool = False, analyses: bool = True) -> Path:
     """Run the chosen arms × seeds, then the analyses (``analyses_only``: no arm, only the analyses
-    that need none: the ranking estimators'). Results accumulate in ``out_dir`` across invocations:
-    rows of an earlier invocation are kept unless this one recomputes their (arm, seed)."""
+    that need none: the ranking estimators'; ``analyses=False``: the arms only, no per-seed analysis).
+    Results accumulate in ``out_dir`` across invocations: rows of an earlier invocation are kept unless
+    this one recomputes their (arm, seed)."""
     spec = ExperimentSpec.load(spec_path)
     out = Path(out_dir) / spec.name
     seeds = list(seeds or spec.seeds)
     arm_names = [] if analyses_only else [a.name for a in spec.arms if not arms or a.name in arms]
     started = time.time()
     rows = _earlier_rows(out, "metrics", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
-    accuracy = _earlier_rows(out, "self_reward_accuracy", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
+    accuracy = _earlier_rows(out, "self_reward_accuracy",
+                             lambda r: analyses and r["seed"] in seeds and r["arm"] in arm_names)
     agreement = _earlier_rows(out, "selection_agreement",
-                              lambda r: r["seed"] in seeds and spec.analysis.selection_arm in arm_names)
-    run_ranking = bool(spec.analysis.ranking) and (analyses_only or not arms)
+                              lambda r: analyses and r["seed"] in seeds and spec.analysis.selection_arm in arm_names)
+    run_ranking = analyses and bool(spec.analysis.ranking) and (analyses_only or not arms)
     ranking = _earlier_rows(out, "ranking_agreement", lambda r: run_ranking and r["seed"] in seeds)
     rank_passes = _earlier_rows(out, "ranking_passes", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
     commands = _earlier_commands(out) + [_command(spec_path)]
@@ -150,7 +152,7 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
             results[name] = _run_arm(spec, name, seed, runs_dir)
             rows += _metric_rows(name, seed, results[name])
             rank_passes += _rank_passes(name, seed, results[name])
-        if results:
+        if results and analyses:
             acc, agr = _analyses(spec, seed, results, rows)
             accuracy += acc
             agreement += agr

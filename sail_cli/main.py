@@ -111,7 +111,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     with prefect_api():  # as sail run: a server started here dies with the command, even on kill -9
         out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None,
-                             analyses_only=args.analyses_only)
+                             analyses_only=args.analyses_only, analyses=not args.skip_analyses)
     print(f"results: {out}")
     return 0
 
@@ -164,8 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--runs-dir", default="runs/experiments")
     exp.add_argument("--seed", type=int, action="append", default=[], help="only these seeds (repeatable)")
     exp.add_argument("--arm", action="append", default=[], help="only these arms (repeatable)")
-    exp.add_argument("--analyses-only", action="store_true",
-                     help="run no arm, only the analyses that need none (the ranking estimators' comparison)")
+    which = exp.add_mutually_exclusive_group()
+    which.add_argument("--analyses-only", action="store_true",
+                       help="run no arm, only the analyses that need none (the ranking estimators' comparison)")
+    which.add_argument("--skip-analyses", action="store_true",
+                       help="run the arms only, not the per-seed analyses (self-reward accuracy, selection "
+                            "agreement, ranking estimators); their earlier rows are kept")
     exp.set_defaults(func=cmd_experiment)
 
     world = sub.add_parser("world", help="build the embedded world's shipped files").add_subparsers(

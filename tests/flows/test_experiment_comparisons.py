@@ -1,6 +1,7 @@
 """``sail experiment`` end to end on the tiny world (real runs on a real Prefect server): the paired
 comparisons of ``analysis.comparisons`` equal the hand-computed difference of the models' metrics,
-and a model compared with itself is exactly zero."""
+and a model compared with itself is exactly zero; with ``analyses=False`` (``--skip-analyses``) only the
+arms run and the analyses' earlier rows are kept."""
 
 from __future__ import annotations
 
@@ -22,10 +23,18 @@ def test_experiment_writes_paired_bootstrap_differences(tmp_path):
             "overrides": TINY_WORLD,
             "arms": [{"name": "sail", "rounds": 1}],
             "analysis": {"self_reward_accuracy": False, "bootstrap_resamples": 500,
+                         "selection_arm": "sail", "selection_k": [1], "selection_repeats": 1,
                          "comparisons": [["sail/round-01", "sail/base"], ["sail/base", "sail/base"]],
                          "comparison_metrics": ["utility", "taste"]}}
     (tmp_path / "cmp.yaml").write_text(yaml.safe_dump(spec))
-    out = run_experiment(str(tmp_path / "cmp.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"))
+    args = (str(tmp_path / "cmp.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"))
+    out = run_experiment(*args, analyses=False)  # the arms only
+    assert (out / "metrics.parquet").exists() and not (out / "selection_agreement.parquet").exists()
+    run_experiment(*args)  # the arms come back cached; now the analyses run
+    agreement = pq.read_table(out / "selection_agreement.parquet").to_pylist()
+    assert sorted(r["seed"] for r in agreement) == [0, 0, 1, 1]  # K = 1 with and without CRN, per seed
+    run_experiment(*args, analyses=False)  # the arms rerun, and the analyses' rows are kept
+    assert pq.read_table(out / "selection_agreement.parquet").to_pylist() == agreement
 
     metrics = pq.read_table(out / "metrics.parquet").to_pylist()
     diffs = {(r["a"], r["b"], r["metric"]): r for r in pq.read_table(out / "differences.parquet").to_pylist()}
