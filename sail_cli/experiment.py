@@ -163,11 +163,59 @@ def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int]
         _write_results(out, spec, commands, rows, accuracy, agreement, time.time() - started,
                        sorted({r["seed"] for r in rows + ranking}))
         _write_ranking(out, spec, ranking, rows, rank_passes)
+    _write_differences(out, spec, rows, runs_dir)
+    return out
+
+
+# each results table, and what identifies the runs a row came from: a merged row replaces those of its key
+MERGED_TABLES = {"metrics": ("arm", "seed"), "self_reward_accuracy": ("arm", "seed"),
+                 "selection_agreement": ("seed",), "ranking_agreement": ("setting", "seed"),
+                 "ranking_passes": ("arm", "seed")}
+
+
+def merge_experiment(spec_path: str, out_dir: str, runs_dir: str, other_out: str) -> Path:
+    """Fold in the results of the same spec that another process wrote with ``--out other_out`` (other
+    seeds or arms, run side by side): a row of theirs replaces this folder's rows of the same arm and seed
+    (setting and seed for ranking rows, seed for selection agreement); then every table, plot and the
+    differences are rewritten from the merged rows. Nothing is run: the runs must be under ``runs_dir``."""
+    spec = ExperimentSpec.load(spec_path)
+    out, other = Path(out_dir) / spec.name, Path(other_out) / spec.name
+    if not (other / "command.txt").exists():
+        raise InputError(f"no results of experiment {spec.name!r} to merge (no command.txt)", file=other)
+    _check_same_settings(spec, other / "command.txt")
+    started = time.time()
+    tables = {}
+    for name, key in MERGED_TABLES.items():
+        ours, theirs = _earlier_rows(out, name, _none), _earlier_rows(other, name, _none)
+        replaced = {tuple(r[k] for k in key) for r in theirs}
+        tables[name] = [r for r in ours if tuple(r[k] for k in key) not in replaced] + theirs
+    commands = _earlier_commands(out)
+    commands += [c for c in _earlier_commands(other) if c not in commands] + [_command(spec_path)]
+    rows, ranking = tables["metrics"], tables["ranking_agreement"]
+    _write_results(out, spec, commands, rows, tables["self_reward_accuracy"], tables["selection_agreement"],
+                   time.time() - started, sorted({r["seed"] for r in rows + ranking}))
+    _write_ranking(out, spec, ranking, rows, tables["ranking_passes"])
+    _write_differences(out, spec, rows, runs_dir)
+    return out
+
+
+def _check_same_settings(spec: ExperimentSpec, command_file: Path) -> None:
+    """Rows of another version of the spec (another preset, override or arm setting) are not this one's."""
+    theirs = ExperimentSpec.model_validate(json.loads(command_file.read_text())["spec"])
+    if (theirs.name, theirs.preset, theirs.overrides) != (spec.name, spec.preset, spec.overrides):
+        raise InputError(f"results of another spec (name, preset or overrides differ from {spec.name!r}'s)",
+                         file=command_file)
+    ours = {a.name: (a.rounds, a.overrides) for a in spec.arms}
+    differ = sorted(a.name for a in theirs.arms if a.name in ours and ours[a.name] != (a.rounds, a.overrides))
+    if differ:
+        raise InputError(f"arms {differ} have other settings there than in this spec", file=command_file)
+
+
+def _write_differences(out: Path, spec: ExperimentSpec, rows: list[dict], runs_dir: str) -> None:
     differences = model_differences(spec.analysis, rows, _scores_reader(spec, runs_dir))
     if differences:
         write_results(out, "differences", differences,
                       differences_markdown(differences, spec.analysis.confidence_level))
-    return out
 
 
 def _rank_passes(arm: str, seed: int, result: dict[str, Any]) -> list[dict]:
@@ -223,6 +271,10 @@ def _series(reward: dict[str, Any]) -> str:
 def _earlier_rows(out: Path, name: str, replaced: Callable[[dict], bool]) -> list[dict]:
     path = out / f"{name}.parquet"
     return [r for r in read_table(path).to_pylist() if not replaced(r)] if path.exists() else []
+
+
+def _none(_row: dict) -> bool:
+    return False
 
 
 def _earlier_commands(out: Path) -> list[str]:

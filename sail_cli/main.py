@@ -106,9 +106,13 @@ def cmd_world_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from sail_cli.experiment import run_experiment
+    from sail_cli.experiment import merge_experiment, run_experiment
     from sail_cli.local_server import prefect_api
 
+    if args.merge:
+        out = merge_experiment(args.spec, args.out, args.runs_dir, args.merge)
+        print(f"results: {out} (merged from {args.merge})")
+        return 0
     with prefect_api():  # as sail run: a server started here dies with the command, even on kill -9
         out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None,
                              analyses_only=args.analyses_only, analyses=not args.skip_analyses)
@@ -170,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--skip-analyses", action="store_true",
                        help="run the arms only, not the per-seed analyses (self-reward accuracy, selection "
                             "agreement, ranking estimators); their earlier rows are kept")
+    which.add_argument("--merge", metavar="OTHER_OUT",
+                       help="run nothing: fold in the results another process wrote with --out OTHER_OUT (other "
+                            "seeds or arms, run side by side) and rewrite the tables")
     exp.set_defaults(func=cmd_experiment)
 
     world = sub.add_parser("world", help="build the embedded world's shipped files").add_subparsers(

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -182,3 +183,54 @@ def test_the_tuning_spec_evaluates_on_the_tuning_prompts_only():
     test = Path(local_path("pkg:sail_core.world/data/eval_prompts.txt")).read_text().splitlines()
     assert len(tune) >= config.eval.max_prompts and not set(tune) & set(test)
     assert set(tune) == set(split_prompts().tune)
+
+
+def _results(folder, spec, rows, commands):
+    """A results folder as ``sail experiment --out`` leaves it: metrics rows and command.txt."""
+    from sail_core.experiments.aggregate import write_results
+
+    write_results(folder, "metrics", rows, "")
+    (folder / "command.txt").write_text(json.dumps({"commands": commands, "spec": spec.model_dump(mode="json")}))
+
+
+def test_merging_results_of_another_process_replaces_its_arm_and_seed_rows_and_keeps_the_rest(tmp_path):
+    import pyarrow.parquet as pq
+
+    from sail_cli.experiment import merge_experiment
+
+    (tmp_path / "m.yaml").write_text("name: m\npreset: world\narms:\n  - {name: sail, rounds: 1}\n"
+                                     "  - {name: n2, rounds: 1, overrides: {generate.n_candidates: 2}}\n")
+    spec = ExperimentSpec.load(tmp_path / "m.yaml")
+
+    def row(arm, seed, model, utility):
+        return {"arm": arm, "seed": seed, "model": model, "utility": utility, "faithful": 0.5,
+                "faithfulness": 0.9, "taste": 0.6, "utility_win_rate": None, "scores": "x.parquet"}
+
+    ours = [row("sail", 0, "round-01", 0.80), row("n2", 0, "round-01", 0.70), row("sail", 1, "round-01", 0.10)]
+    theirs = [row("sail", 1, "base", 0.75), row("sail", 1, "round-01", 0.81), row("n2", 2, "round-01", 0.72)]
+    _results(tmp_path / "results" / "m", spec, ours, ["sail experiment m.yaml --seed 0"])
+    _results(tmp_path / "side" / "m", spec, theirs, ["sail experiment m.yaml --seed 1 --out side"])
+
+    out = merge_experiment(str(tmp_path / "m.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"),
+                           str(tmp_path / "side"))
+    rows = pq.read_table(out / "metrics.parquet").to_pylist()
+    merged = {(r["arm"], r["seed"], r["model"]): r["utility"] for r in rows}
+    assert len(rows) == len(merged) == 5
+    # seed 1's sail rows are theirs (our stale 0.10 is gone), seeds 0 and 2 are kept from each side
+    assert merged == {("sail", 0, "round-01"): 0.80, ("n2", 0, "round-01"): 0.70, ("sail", 1, "base"): 0.75,
+                      ("sail", 1, "round-01"): 0.81, ("n2", 2, "round-01"): 0.72}
+    assert "| sail | round-01 | 2 | 0.805 ± 0.007 |" in (out / "metrics.md").read_text()
+    record = json.loads((out / "command.txt").read_text())
+    assert record["commands"][:2] == ["sail experiment m.yaml --seed 0", "sail experiment m.yaml --seed 1 --out side"]
+    assert record["seeds_done"] == [0, 1, 2]
+
+    # results of another version of an arm are refused, naming the arm and the file
+    (tmp_path / "m2.yaml").write_text((tmp_path / "m.yaml").read_text().replace("n_candidates: 2", "n_candidates: 3"))
+    _results(tmp_path / "other" / "m", ExperimentSpec.load(tmp_path / "m2.yaml"), theirs, [])
+    with pytest.raises(InputError, match=r"arms \['n2'\] have other settings there") as err:
+        merge_experiment(str(tmp_path / "m.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"),
+                         str(tmp_path / "other"))
+    assert err.value.file == str(tmp_path / "other" / "m" / "command.txt")
+    with pytest.raises(InputError, match="no results of experiment 'm' to merge"):
+        merge_experiment(str(tmp_path / "m.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"),
+                         str(tmp_path / "nowhere"))
