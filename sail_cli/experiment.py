@@ -201,7 +201,11 @@ def merge_experiment(spec_path: str, out_dir: str, runs_dir: str, other_out: str
 
 def _check_same_settings(spec: ExperimentSpec, command_file: Path) -> None:
     """Rows of another version of the spec (another preset, override or arm setting) are not this one's."""
-    theirs = ExperimentSpec.model_validate(json.loads(command_file.read_text())["spec"])
+    try:
+        theirs = ExperimentSpec.model_validate(json.loads(command_file.read_text())["spec"])
+    except (ValueError, KeyError, TypeError) as exc:  # ValidationError and JSONDecodeError are ValueErrors
+        raise InputError(f"not a results record of sail experiment (its spec cannot be read: "
+                         f"{type(exc).__name__})", file=command_file) from exc
     if (theirs.name, theirs.preset, theirs.overrides) != (spec.name, spec.preset, spec.overrides):
         raise InputError(f"results of another spec (name, preset or overrides differ from {spec.name!r}'s)",
                          file=command_file)

@@ -231,6 +231,10 @@ def test_merging_results_of_another_process_replaces_its_arm_and_seed_rows_and_k
         merge_experiment(str(tmp_path / "m.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"),
                          str(tmp_path / "other"))
     assert err.value.file == str(tmp_path / "other" / "m" / "command.txt")
+    (tmp_path / "other" / "m" / "command.txt").write_text('{"commands": []}')  # no spec recorded
+    with pytest.raises(InputError, match="its spec cannot be read"):
+        merge_experiment(str(tmp_path / "m.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"),
+                         str(tmp_path / "other"))
     with pytest.raises(InputError, match="no results of experiment 'm' to merge"):
         merge_experiment(str(tmp_path / "m.yaml"), str(tmp_path / "results"), str(tmp_path / "runs"),
                          str(tmp_path / "nowhere"))
