@@ -31,8 +31,12 @@ DEMO_THREADS ?= 2
 demo: install
 	$(BIN)/sail run --set runtime.threads=$(DEMO_THREADS)
 
+# The suite in TEST_WORKERS pytest-xdist processes (one torch thread each); tests that share a Prefect
+# server, its workers or a finished run are grouped (xdist_group) so that each group stays in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

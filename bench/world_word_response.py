@@ -84,7 +84,8 @@ def load_init(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=["pair-position", "pair-colour", "grammar", "grammar-red-white"], required=True)
+    parser.add_argument("--data", choices=["pair-position", "pair-colour", "grammar", "grammar-red-white"],
+                        required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--t-min", type=int, default=999, help="train on timesteps t_min..999")
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -8,6 +8,10 @@
 # Logs go to logs/worker-*.log, the PIDs to logs/workers.pids; deployments/stop-workers.sh stops
 # exactly those workers.
 set -euo pipefail
+# job control: each worker gets a process group of its own (the flow runs it starts join it) and keeps
+# the default SIGINT, which a non-interactive shell would otherwise make its background jobs ignore;
+# stop-workers.sh interrupts that group
+set -m
 POOL="${SAIL_POOL:-sail-gpu}"
 CONTROL=1
 if [[ "${1:-}" == "--gpu-only" ]]; then CONTROL=0; shift; fi

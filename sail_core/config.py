@@ -352,6 +352,9 @@ class RuntimeConfig(_Strict):
     sums are split, hence their last bits."""
     shard_workers: int = Field(0, ge=0)
     """> 0: generation and ranking shards run as ``sail-shard`` flow runs on this many pool workers."""
+    shard_poll_seconds: float = Field(5.0, gt=0)
+    """How often a round asks the Prefect API whether its shard runs finished (Prefect's own default is 5 s;
+    a shorter interval ends the round sooner after its last shard at the cost of more API calls)."""
     compile: bool = False
     """``torch.compile`` the UNets that sample (generation, evaluation) and rank; training stays eager.
     Each new batch shape compiles once (about a minute for SD1.5 on a GPU, more for SDXL; a shard's

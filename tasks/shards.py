@@ -40,7 +40,8 @@ def dispatch_shards(location: str, config: SailConfig, steps: Sequence[tuple[Sta
                 "key": stage_key(stage, config, inputs).key} for stage, inputs in steps]
 
     def launch(index: int) -> Any:
-        return run_deployment(SHARD_DEPLOYMENT, timeout=None, as_subflow=True, parameters={
+        return run_deployment(SHARD_DEPLOYMENT, timeout=None, as_subflow=True,
+                              poll_interval=config.runtime.shard_poll_seconds, parameters={
             "location": location, "config": config.model_dump(mode="json"), "steps": payload,
             "shards": groups[index], "label": f"{name}-part-{index}", "fault": fault,
         })

@@ -1,5 +1,7 @@
 """What a person sees when a ``sail`` command fails: one line on stderr naming what and where, exit code 1,
-the traceback only with ``--debug``. Every command runs as a user runs it, as a separate process."""
+the traceback only with ``--debug``. The commands run in this process through ``sail_cli.main.main`` (what
+the ``sail`` script calls), their output captured; the exit code and the traceback of ``--debug`` are
+checked on a real ``sail`` process."""
 
 from __future__ import annotations
 
@@ -10,21 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.in_process import one_line_error, sail
+
 ROOT = Path(__file__).resolve().parents[2]
-SAIL = [sys.executable, "-m", "sail_cli.main"]
-
-
-def sail(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([*SAIL, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("setting,message", [
@@ -73,10 +63,18 @@ def test_a_file_value_that_is_wrong_names_the_file_and_the_key(tmp_path):
 
 
 def test_debug_shows_the_traceback_before_or_after_the_command():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args in (["--debug", "config", "--set", "reward.beta=inf"], ["config", "--set", "reward.beta=inf", "--debug"]):
-        proc = sail(*args)
+        proc = subprocess.run([sys.executable, "-m", "sail_cli.main", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
         assert proc.returncode == 1
         assert "Traceback (most recent call last)" in proc.stderr and "sail_core.errors.InputError" in proc.stderr
+
+
+def test_a_failing_sail_process_exits_1_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "sail_cli.main", "config", "--set", "reward.beta=inf"], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert one_line_error(proc).startswith("sail config: error: parameter 'reward.beta': ")
 
 
 def test_a_run_name_cannot_escape_the_runs_directory(tmp_path):

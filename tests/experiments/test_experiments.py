@@ -143,9 +143,14 @@ def test_every_arm_of_a_shipped_spec_is_a_valid_config(name):
 
     spec = ExperimentSpec.load(Path(__file__).parents[2] / "experiments" / name)
     for arm in spec.arms:
-        config = load_config(spec.preset, {**spec.overrides, **seed_overrides(0), **arm.overrides,
-                                           "rounds": arm.rounds})
-        assert config.rounds == arm.rounds, arm.name
+        wanted = {**spec.overrides, **seed_overrides(1), **arm.overrides}
+        config = load_config(spec.preset, {**wanted, "rounds": arm.rounds}).model_dump(mode="json")
+        assert config["rounds"] == arm.rounds, arm.name
+        for key, value in wanted.items():  # every override lands on the field it names, with its value
+            node = config
+            for part in key.split("."):
+                node = node[part]
+            assert node == json.loads(json.dumps(value)), (arm.name, key, node, value)
 
 
 def test_the_claims_spec_holds_the_controls_and_reports_on_500_test_images():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,22 @@ def stop(proc: subprocess.Popen, timeout: float) -> None:
         proc.wait(timeout=30)
 
 
+def stop_worker(proc: subprocess.Popen) -> None:
+    """A Prefect worker ignores SIGTERM until its 60 s grace ends; an interrupt (SIGINT, repeated once)
+    stops it in seconds."""
+    for wait_s in (3, 30):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()
+    proc.wait(timeout=30)
+
+
 def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: int = 300) -> str:
     proc = subprocess.run([PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -44,7 +61,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     """``prefect server start`` on a free port; returns the process and the environment that talks to it."""
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
@@ -58,7 +75,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
             pass
         if proc.poll() is not None:
             break
-        time.sleep(1)
+        time.sleep(0.25)
     stop(proc, 30)
     raise TimeoutError((home / "server.log").read_text()[-3000:])
 
@@ -104,13 +121,20 @@ async def _wait(env: dict, flow_run_id: str, timeout: float):
                 if run.state is not None and run.state.is_final():
                     children = await client.read_flow_runs()
                     return run, [c for c in children if c.id != run.id]
-                await asyncio.sleep(2)
+                await asyncio.sleep(0.5)
     raise TimeoutError(f"flow run {flow_run_id} did not finish in {timeout} s")
 
 
 def wait(env: dict, flow_run_id: str, timeout: float):
-    """The finished flow run and every other flow run the server knows (its subflows and shard runs)."""
+    """The finished flow run and every other flow run the server knows (its subflows and shard runs, and
+    those of other tests on the same server: see :func:`shard_runs_of`)."""
     return asyncio.run(_wait(env, flow_run_id, timeout))
+
+
+def shard_runs_of(runs: list, location: str) -> list:
+    """The sail-shard runs that worked on the run at ``location`` (a server shared by several tests holds
+    others too; a shard run's parameters name its run's location)."""
+    return [r for r in runs if (r.parameters or {}).get("location") == location]
 
 
 def deployment_run(env: dict, deployment: str, *params: str) -> str:

@@ -1,9 +1,14 @@
-"""Flow tests run against a real Prefect API: one temporary SQLite server for the whole session
-(its start-up migrates a fresh database, 15-20 s on two cores), scoped to this folder only."""
+"""Flow tests run against a real Prefect API: one ``prefect server start`` per pytest session (per xdist
+worker), shared by the flows run in this process and by the CLI commands, deployments and workers the
+tests start; and one finished tiny run per session (``golden``), copied into the tests that change a
+setting, damage a file or resume, instead of computing it again."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -11,14 +16,26 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect_api(tmp_path_factory):
-    from prefect.settings import PREFECT_HOME, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> dict[str, str]:
+    """The environment that talks to this session's server (its migration takes 15-20 s on two cores)."""
+    from .cluster import start_server, stop
 
-    with temporary_settings({PREFECT_HOME: str(tmp_path_factory.mktemp("prefect-home"))}):
-        with prefect_test_harness(server_startup_timeout=180):
-            yield
+    proc, env = start_server(tmp_path_factory.mktemp("prefect-server"))
+    yield env
+    stop(proc, 60)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api(prefect_server):
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    from prefect.logging.handlers import APILogHandler
+
+    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
+                             PREFECT_HOME: prefect_server["PREFECT_HOME"]}):
+        yield
+        APILogHandler().flush()  # the flows' last logs reach the server before it stops
 
 
 TINY_WORLD = {
@@ -41,6 +58,54 @@ TINY_WORLD = {
     "eval.grid_prompts": 2,
 }
 """The embedded world at a size that runs in seconds: every stage, real files, real Prefect."""
+
+HOLD = ("import sys, time; from sail_core.run.lock import run_lock\n"
+        "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)\n")
+
+
+def killed_lock_holder(run_dir: Path) -> int:
+    """A process that took the run's lock and was killed holding it (as by the OOM killer): its pid."""
+    import signal
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    return holder.pid
+
+
+@dataclass(frozen=True)
+class GoldenRun:
+    """A finished TINY_WORLD run (``<runs>/golden``), started on a run directory whose lock a killed process
+    left behind. Tests read it, never change it: :meth:`copy` gives a run of its own to change."""
+
+    runs: Path
+    flow_run_id: object
+    dead_lock_holder: int
+
+    @property
+    def dir(self) -> Path:
+        return self.runs / "golden"
+
+    def copy(self, runs_dir: Path, name: str) -> Path:
+        """``cp -a`` of the golden run as ``<runs_dir>/<name>``: a copied run resumes with every stage Cached."""
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(self.dir), str(runs_dir / name)], check=True)
+        return runs_dir / name
+
+
+@pytest.fixture(scope="session")
+def golden(tmp_path_factory, prefect_api) -> GoldenRun:
+    from flows.sail_loop import sail_loop
+
+    runs = tmp_path_factory.mktemp("golden-runs")
+    dead = killed_lock_holder(runs / "golden")
+    state = sail_loop(preset="world", run_name="golden", runs_dir=str(runs), overrides=TINY_WORLD, return_state=True)
+    assert state.is_completed(), state.message
+    return GoldenRun(runs, state.state_details.flow_run_id, dead)
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +147,40 @@ def real_arch_data(tmp_path_factory):
     from .real_arch import write_data
 
     return write_data(tmp_path_factory.mktemp("real-arch-data"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This session's server with a process work pool ``sail-gpu``, the deployments of prefect.yaml (their
+    pull step clones a snapshot of this working tree) and three workers, each as if on its own host (its
+    own directory, cache and S3 credentials): ``control`` on the control queue, ``host-a`` and ``host-b``
+    on the gpu queue; and a real S3 API (moto's server) on localhost."""
+
+    env: dict
+    s3: object
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def cluster(prefect_server, tmp_path_factory) -> Cluster:
+    from tests.s3_server import S3Server
+
+    from .cluster import cli, code_snapshot, start_worker, stop_worker
+
+    root = tmp_path_factory.mktemp("hosts")
+    s3 = S3Server().start()
+    workers = []
+    try:
+        code = code_snapshot(root / "repository")
+        cli(prefect_server, "work-pool", "create", "sail-gpu", "--type", "process")
+        out = cli(prefect_server, "--no-prompt", "deploy", "--all", cwd=code)
+        for name in ("sail-loop/sdxl", "sail-loop/sd15", "sail-loop/world", "sail-shard/gpu"):
+            assert name in out, out
+        for queue, name in (("control", "control"), ("gpu", "host-a"), ("gpu", "host-b")):
+            workers.append(start_worker(prefect_server, queue, name, root / name, s3.env(name)))
+        yield Cluster(prefect_server, s3, root)
+    finally:
+        for proc, handle in workers:
+            stop_worker(proc)
+            handle.close()
+        s3.stop()

@@ -14,35 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import ROOT, cli, code_snapshot, deployment_run, start_server, start_worker, stop, wait
+from .cluster import ROOT, deployment_run, shard_runs_of, start_worker, stop_worker, wait
 from .conftest import TINY_WORLD
 
 pytestmark = pytest.mark.flows
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc, env = start_server(tmp_path_factory.mktemp("server-home"))
-    yield env
-    stop(proc, 60)
-
-
-@pytest.fixture(scope="module")
-def deployed(server, tmp_path_factory):
-    root = tmp_path_factory.mktemp("workers")
-    code = code_snapshot(root / "repository")
-    cli(server, "work-pool", "create", "sail-gpu", "--type", "process")
-    out = cli(server, "--no-prompt", "deploy", "--all", cwd=code)
-    for name in ("sail-loop/sdxl", "sail-loop/sd15", "sail-loop/world", "sail-shard/gpu"):
-        assert name in out, out
-    workers = [start_worker(server, queue, name, root / name) for queue, name in (("control", "control"),
-                                                                                ("gpu", "gpu0"))]
-    try:
-        yield server
-    finally:
-        for proc, handle in workers:
-            stop(proc, 60)
-            handle.close()
 
 
 def _world_run(env: dict, runs_dir: Path, run_name: str, overrides: dict) -> str:
@@ -50,18 +25,15 @@ def _world_run(env: dict, runs_dir: Path, run_name: str, overrides: dict) -> str
                           f"overrides={json.dumps(overrides)}")
 
 
-def test_world_deployment_runs_on_a_process_pool_worker(deployed, tmp_path):
-    run, _ = wait(deployed, _world_run(deployed, tmp_path, "ci", TINY_WORLD), timeout=900)
+def test_world_deployment_runs_on_a_process_pool_worker_and_shards_across_gpu_queue_workers(cluster, tmp_path):
+    """The control worker runs the flow; generation and ranking go to the gpu queue's two workers."""
+    run, others = wait(cluster.env, _world_run(cluster.env, tmp_path, "fanout",
+                                               {**TINY_WORLD, "runtime.shard_workers": 2,
+                                                "runtime.shard_poll_seconds": 0.5}), timeout=900)
     assert run.state.is_completed(), run.state.message
-    assert (tmp_path / "ci" / "report" / "metrics.parquet").stat().st_size > 0
-    assert (tmp_path / "ci" / "manifest.json").exists()
-
-
-def test_generation_and_ranking_shard_across_gpu_queue_workers(deployed, tmp_path):
-    run, others = wait(deployed, _world_run(deployed, tmp_path, "fanout", {**TINY_WORLD, "runtime.shard_workers": 2}),
-                       timeout=900)
-    assert run.state.is_completed(), run.state.message
-    shard_runs = [r for r in others if r.name.startswith("generate-rank-round-01")]
+    assert (tmp_path / "fanout" / "report" / "metrics.parquet").stat().st_size > 0
+    assert (tmp_path / "fanout" / "manifest.json").exists()
+    shard_runs = shard_runs_of(others, f"{tmp_path}/fanout")
     # each shard run generates and then ranks its shards (one model load, no barrier in between)
     assert sorted(r.name for r in shard_runs) == ["generate-rank-round-01-part-0", "generate-rank-round-01-part-1"]
     assert all(r.state.is_completed() for r in shard_runs)
@@ -71,7 +43,7 @@ def test_generation_and_ranking_shard_across_gpu_queue_workers(deployed, tmp_pat
 
 
 @pytest.mark.real_arch
-def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(deployed, real_arch_models,
+def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(cluster, real_arch_models,
                                                                                 real_arch_data, tmp_path):
     """`prefect deployment run sail-loop/sd15` with the data and the model passed as parameters. The
     parameter `overrides` replaces the deployment's own (8 shard workers, 8 training processes): it says
@@ -80,6 +52,7 @@ def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(
 
     from .real_arch import LargestDescendantRssSampler, RunCost, overrides, report_cost, stage_costs
 
+    deployed = cluster.env
     values = overrides("sd15", real_arch_models, real_arch_data)
     started = time.time()
     with LargestDescendantRssSampler(os.getpid()) as sampler:  # the workers are this process's children
@@ -101,26 +74,23 @@ def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(
     shutil.rmtree(tmp_path / "sd15-random")  # 26 GB of checkpoints
 
 
-def test_worker_scripts_start_without_gpus_and_stop_only_their_own_workers(server, tmp_path):
+def test_worker_scripts_start_without_gpus_and_stop_only_their_own_workers(prefect_server, tmp_path):
     bin_dir = str(Path(sys.executable).parent)
-    env = {**server, "PATH": f"{bin_dir}:/usr/bin:/bin"}  # no nvidia-smi here
+    env = {**prefect_server, "PATH": f"{bin_dir}:/usr/bin:/bin"}  # no nvidia-smi here
     started = subprocess.run(["bash", str(ROOT / "deployments/start-workers.sh")], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr
     pids = [int(p) for p in (tmp_path / "logs/workers.pids").read_text().split()]
     assert len(pids) == 1 and "control worker" in started.stdout  # no GPU: the control worker only
-    other, handle = start_worker(server, "gpu", "someone-elses", tmp_path / "other")
+    other, handle = start_worker(prefect_server, "gpu", "someone-elses", tmp_path / "other")
     try:
-        time.sleep(5)
         stopped = subprocess.run(["bash", str(ROOT / "deployments/stop-workers.sh")], cwd=tmp_path, env=env,
                                  capture_output=True, text=True, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _alive(pids[0]):
-            time.sleep(1)
+        assert "SIGKILL" not in stopped.stdout, stopped.stdout  # an idle worker stops when asked
         assert not _alive(pids[0]) and other.poll() is None  # ours stopped, the other worker still runs
     finally:
-        stop(other, 60)
+        stop_worker(other)
         handle.close()
 
 

@@ -10,39 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from flows.sail_loop import sail_loop
 from sail_core.io.remote import RunStore
 
-from .cluster import ROOT, cli, code_snapshot, deployment_run, start_server, start_worker, stop, wait
+from .cluster import ROOT, deployment_run, shard_runs_of, wait
 from .conftest import TINY_WORLD
 from .helpers import tree_bytes
 
 pytestmark = pytest.mark.flows
 RUNS = "s3://sail-runs/runs"
 KILLED_PART = "generate-rank-round-01-part-1"
-
-
-@pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
-    from tests.s3_server import S3Server
-
-    root = tmp_path_factory.mktemp("hosts")
-    s3 = S3Server().start()
-    server, env = start_server(tmp_path_factory.mktemp("server-home"))
-    workers = []
-    try:
-        code = code_snapshot(root / "repository")
-        cli(env, "work-pool", "create", "sail-gpu", "--type", "process")
-        cli(env, "--no-prompt", "deploy", "--all", cwd=code)
-        for queue, name in (("control", "control"), ("gpu", "host-a"), ("gpu", "host-b")):
-            workers.append(start_worker(env, queue, name, root / name, s3.env(name)))
-        yield env, s3, root
-    finally:
-        for proc, handle in workers:
-            stop(proc, 60)
-            handle.close()
-        stop(server, 60)
-        s3.stop()
 
 
 def _transfers(root, host: str) -> list[dict]:
@@ -54,15 +30,16 @@ def _sizes(store: RunStore, *paths: str) -> int:
     return sum(ref.size for p in paths for ref in store.listing(p).values())
 
 
-def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_local_run(hosts, tmp_path, monkeypatch):
-    env, s3, root = hosts
-    overrides = json.dumps({**TINY_WORLD, "runtime.shard_workers": 2})
+def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_local_run(cluster, golden, tmp_path,
+                                                                                       monkeypatch):
+    env, s3, root = cluster.env, cluster.s3, cluster.root
+    overrides = json.dumps({**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5})
     # host b dies (SIGKILL) in its second generation shard: 2 prompts x 4 candidates a shard, killed at 12
     killed_id = deployment_run(env, "sail-loop/world", "run_name=multi", f"runs_dir={RUNS}", f"overrides={overrides}",
                                f"fault=generate:round-01:12@{KILLED_PART}")
     killed, others = wait(env, killed_id, timeout=1500)
     assert killed.state.is_failed(), killed.state
-    crashed = [r for r in others if r.name == KILLED_PART]
+    crashed = [r for r in shard_runs_of(others, f"{RUNS}/multi") if r.name == KILLED_PART]
     assert crashed and crashed[0].state.is_crashed(), [(r.name, r.state.name) for r in others]
 
     for key, value in s3.env("test").items():
@@ -109,16 +86,13 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
         code = re.findall(r" - code: (\S+)", (root / host / f"worker-{host}.log").read_text())
         assert code and all(Path(c).name.startswith("repository") and Path(c) != ROOT for c in code), code
 
-    # the same run on local disk, unsharded: byte for byte the same artifacts
-    local = sail_loop(preset="world", run_name="multi", runs_dir=str(tmp_path / "local"), overrides=TINY_WORLD,
-                      return_state=True)
-    assert local.is_completed()
+    # the same run on local disk, unsharded (this session's golden run): byte for byte the same artifacts
     pulled = RunStore(f"{RUNS}/multi", local=tmp_path / "pulled")
     pulled.pull_all()
     # report/config.json records runtime.shard_workers, which differs by design
     # and the local run's lock file (.lock), which is not an artifact and is never pushed
     remote_files = tree_bytes(pulled.local, skip=(".prefect", ".lock", "config.json"))
-    local_files = tree_bytes(tmp_path / "local" / "multi", skip=(".prefect", ".lock", "config.json"))
+    local_files = tree_bytes(golden.dir, skip=(".prefect", ".lock", "config.json"))
     assert remote_files.keys() == local_files.keys()
     # a generation record also counts the shards its task found done (all of them, after the shard
     # runs) or made itself (all, locally): bookkeeping of how it ran, not an artifact

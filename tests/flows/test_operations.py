@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +25,6 @@ from .helpers import artifacts, flow_logs, flow_runs, task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 ROOT = Path(__file__).resolve().parents[2]
-HOLD = ("import sys, time; from sail_core.run.lock import run_lock\n"
-        "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)\n")
 UPSTREAM_OF_MIX = ("seed-seed", "evaluate-eval-base", "train-round-00", "evaluate-eval-round-00", "prompts-round-01",
                    "generate-round-01", "rank-round-01")
 FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-eval-round-01")
@@ -66,42 +63,21 @@ def _flow_run_named(name: str):
     return runs[0]
 
 
-def _killed_lock_holder(run_dir: Path) -> int:
-    """A process that took the run's lock and was killed holding it (as by the OOM killer): its pid."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert holder.stdout.readline().strip() == "held"
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-    return holder.pid
+def test_a_lock_left_by_a_killed_process_is_taken_over(golden):
+    assert any(f"took over the lock of pid {golden.dead_lock_holder} on host" in m
+               for m in flow_logs(golden.flow_run_id))
+    assert (golden.dir / ".lock").read_text() == ""  # released when the flow ended
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One tiny run, started on a run directory whose lock a killed process left behind."""
-    runs = tmp_path_factory.mktemp("ops-runs")
-    dead = _killed_lock_holder(runs / "ops")
-    state = sail_loop(preset="world", run_name="ops", runs_dir=str(runs), overrides=TINY_WORLD, return_state=True)
-    assert state.is_completed(), state.message
-    return runs, state.state_details.flow_run_id, dead
-
-
-def test_a_lock_left_by_a_killed_process_is_taken_over(finished):
-    runs, flow_run_id, dead = finished
-    assert any(f"took over the lock of pid {dead} on host" in m for m in flow_logs(flow_run_id))
-    assert (runs / "ops" / ".lock").read_text() == ""  # released when the flow ended
-
-
-def test_flow_runs_are_named_after_the_run_and_rounds_carry_its_tags(finished):
-    _, flow_run_id, _ = finished
-    parent, children = flow_runs(flow_run_id)
-    assert parent.name == "ops" and {"sail", "run:ops"} <= set(parent.tags)
-    assert [c.name for c in children] == ["ops-round-01"]
+def test_flow_runs_are_named_after_the_run_and_rounds_carry_its_tags(golden):
+    parent, children = flow_runs(golden.flow_run_id)
+    assert parent.name == "golden" and {"sail", "run:golden"} <= set(parent.tags)
+    assert [c.name for c in children] == ["golden-round-01"]
     assert all(set(parent.tags) <= set(c.tags) for c in children)
 
 
-def test_the_metrics_table_has_every_column_from_the_base_on_once_per_evaluation(finished):
-    versions = artifacts("sail-metrics-ops")
+def test_the_metrics_table_has_every_column_from_the_base_on_once_per_evaluation(golden):
+    versions = artifacts("sail-metrics-golden")
     tables = [json.loads(a.data) if isinstance(a.data, str) else a.data for a in versions]
     # published after the base, after iteration 0 and after round 1: once each, growing by one row
     assert [[row["model"] for row in table] for table in tables] == [
@@ -113,46 +89,51 @@ def test_the_metrics_table_has_every_column_from_the_base_on_once_per_evaluation
     assert tables[-1][0]["utility_win_rate"] is None and 0 <= tables[-1][2]["utility_win_rate"] <= 1
 
 
-def test_progress_artifacts_are_keyed_per_run_and_each_ends_at_100(finished):
-    progress = {a.key: a.data for a in artifacts("progress-ops-")}
-    assert set(progress) == {f"progress-ops-{name}" for name in (*UPSTREAM_OF_MIX, *FROM_MIX_ON)}
+def test_progress_artifacts_are_keyed_per_run_and_each_ends_at_100(golden):
+    progress = {a.key: a.data for a in artifacts("progress-golden-")}
+    assert set(progress) == {f"progress-golden-{name}" for name in (*UPSTREAM_OF_MIX, *FROM_MIX_ON)}
     assert all(value == 100.0 for value in progress.values()), progress
 
 
-def test_round_sample_grids_are_artifacts_of_the_parent_run(finished):
-    _, flow_run_id, _ = finished
-    samples = artifacts("sail-samples-ops-")
-    assert sorted(a.key for a in samples) == ["sail-samples-ops-base", "sail-samples-ops-round-00",
-                                             "sail-samples-ops-round-01"]
-    assert {a.flow_run_id for a in samples} == {flow_run_id}
+def test_round_sample_grids_are_artifacts_of_the_parent_run(golden):
+    samples = artifacts("sail-samples-golden-")
+    assert sorted(a.key for a in samples) == ["sail-samples-golden-base", "sail-samples-golden-round-00",
+                                             "sail-samples-golden-round-01"]
+    assert {a.flow_run_id for a in samples} == {golden.flow_run_id}
     assert all("data:image/png;base64," in a.data for a in samples)
 
 
-def test_nothing_in_a_run_directory_holds_an_absolute_path(finished):
-    runs, _, _ = finished
+def test_nothing_in_a_run_directory_holds_an_absolute_path(golden):
+    runs = golden.runs
     needles = {str(runs), str(ROOT), str(Path(sys.prefix)), str(Path(sys.prefix).resolve())}
     holding = {p.relative_to(runs).as_posix(): [n for n in needles if n.encode() in p.read_bytes()]
-               for p in (runs / "ops").rglob("*") if p.is_file()}
+               for p in golden.dir.rglob("*") if p.is_file()}
     assert {path: found for path, found in holding.items() if found} == {}
     for name in ("manifest.json", "report/models.json", "report/config.json"):
-        assert (runs / "ops" / name).stat().st_size > 0
+        assert (golden.dir / name).stat().st_size > 0
 
 
-def test_a_copied_run_directory_resumes_with_every_stage_cached(finished):
-    runs, _, _ = finished
-    subprocess.run(["cp", "-a", str(runs / "ops"), str(runs / "copy")], check=True)
-    state = sail_loop(preset="world", run_name="copy", runs_dir=str(runs), overrides=TINY_WORLD, return_state=True)
+def test_a_copied_run_directory_resumes_with_every_stage_cached(golden, tmp_path):
+    """A copy elsewhere, under another name, minus its report: every stage comes back Cached without a
+    file of it rewritten, and the report it writes anew equals the original's byte for byte."""
+    copy = golden.copy(tmp_path, "copy")
+    shutil.rmtree(copy / "report")
+    (copy / "manifest.json").unlink()
+    stage_files = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file() and p.name != ".lock"}
+    state = sail_loop(preset="world", run_name="copy", runs_dir=str(tmp_path), overrides=TINY_WORLD,
+                      return_state=True)
     assert state.is_completed(), state.message
     states = task_states(state.state_details.flow_run_id)
     assert len(states) == len(UPSTREAM_OF_MIX) + len(FROM_MIX_ON)
     assert set(states.values()) == {"Cached"}, states
-    assert tree_bytes(runs / "copy") == tree_bytes(runs / "ops")
+    assert {p: p.stat().st_mtime_ns for p in stage_files} == stage_files  # nothing recomputed or rewritten
+    assert tree_bytes(copy) == tree_bytes(golden.dir)  # the report and manifest are back, the same
 
 
-def test_a_code_change_reruns_exactly_that_stage_and_the_stages_after_it(finished, tmp_path):
+def test_a_code_change_reruns_exactly_that_stage_and_the_stages_after_it(golden, tmp_path):
     """The mixup's code changes (a real change: other human pairs are drawn) in another checkout of the package:
     everything before the mix comes back Cached, the mix and everything after it runs again."""
-    runs, _, _ = finished
+    runs = tmp_path / "runs"
     code = tmp_path / "checkout"
     for package in ("sail_core", "tasks", "flows", "sail_cli"):
         shutil.copytree(ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -160,7 +141,7 @@ def test_a_code_change_reruns_exactly_that_stage_and_the_stages_after_it(finishe
     source = mixup.read_text()
     assert source.count('derive_seed("mixup", ') == 1
     mixup.write_text(source.replace('derive_seed("mixup", ', 'derive_seed("mixup-v2", '))
-    subprocess.run(["cp", "-a", str(runs / "ops"), str(runs / "edited")], check=True)
+    golden.copy(runs, "edited")
 
     proc = _sail_run(runs, "edited", cwd=code, env=_env(PYTHONPATH=str(code)))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -170,12 +151,11 @@ def test_a_code_change_reruns_exactly_that_stage_and_the_stages_after_it(finishe
     assert len(list((runs / "edited" / "round-01").glob("mix-*/"))) == 2  # the old mix is kept, not overwritten
 
 
-def test_two_runs_with_the_same_seed_and_threads_are_byte_identical(finished, tmp_path):
-    """The in-process run of the fixture and a ``sail run`` in another process, same seed and thread count."""
-    runs, _, _ = finished
-    proc = _sail_run(tmp_path, "ops")
+def test_two_runs_with_the_same_seed_and_threads_are_byte_identical(golden, tmp_path):
+    """The golden run (in this process) and a ``sail run`` in another process, same seed and thread count."""
+    proc = _sail_run(tmp_path, "again")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first, second = tree_bytes(runs / "ops"), tree_bytes(tmp_path / "ops")
+    first, second = tree_bytes(golden.dir), tree_bytes(tmp_path / "again")
     assert first.keys() == second.keys()
     assert [path for path in first if first[path] != second[path]] == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,10 +25,8 @@ def _run(runs_dir: Path, name: str, fault: str | None = None, **extra):
                      fault=fault, return_state=True)
 
 
-def test_world_flow_completes_and_writes_its_artifacts(tmp_path):
-    state = _run(tmp_path, "tiny")
-    assert state.is_completed(), state.message
-    run = tmp_path / "tiny"
+def test_world_flow_completes_and_writes_its_artifacts(golden):
+    run = golden.dir
     for path in ("manifest.json", "report/metrics.parquet", "report/metrics.png", "report/metrics.txt",
                  "report/samples.png"):
         assert (run / path).stat().st_size > 0, path
@@ -37,13 +36,13 @@ def test_world_flow_completes_and_writes_its_artifacts(tmp_path):
         assert (run / entry["data"]["path"]).is_dir()
     generate = next(s for s in stages if s["stage"] == "generate")
     assert generate["record"]["n_prompts"] == 8 and generate["settings"]["generate"]["n_candidates"] == 4
-    states = task_states(state.state_details.flow_run_id)
+    states = task_states(golden.flow_run_id)
     assert set(states.values()) == {"Completed"}
     assert {"seed-seed", "train-round-00", "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01",
             "evaluate-eval-base", "evaluate-eval-round-01"} <= set(states)
 
 
-def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_path):
+def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_path, golden):
     failed = _run(tmp_path / "a", "run", fault="mix:round-01")
     assert failed.is_failed()
     first = task_states(failed.state_details.flow_run_id)
@@ -58,24 +57,23 @@ def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_pa
     for name in ("mix-round-01", "train-round-01", "evaluate-eval-round-01"):
         assert states[name] == "Completed", (name, states[name])
 
-    straight = _run(tmp_path / "b", "run")
-    assert straight.is_completed()
-    resumed_files, straight_files = tree_bytes(tmp_path / "a" / "run"), tree_bytes(tmp_path / "b" / "run")
+    # the uninterrupted run: this session's golden run (a run's files do not hold its name)
+    resumed_files, straight_files = tree_bytes(tmp_path / "a" / "run"), tree_bytes(golden.dir)
     assert resumed_files.keys() == straight_files.keys()
     different = [p for p in resumed_files if resumed_files[p] != straight_files[p]]
     assert different == []
 
 
-def test_changing_one_setting_reruns_only_what_depends_on_it(tmp_path):
-    assert _run(tmp_path, "run").is_completed()
+def test_changing_one_setting_reruns_only_what_depends_on_it(tmp_path, golden):
+    golden.copy(tmp_path, "run")
     changed = _run(tmp_path, "run", **{"mixup.alpha": 0.5})
     states = task_states(changed.state_details.flow_run_id)
     assert states["rank-round-01"] == "Cached" and states["train-round-00"] == "Cached"
     assert states["mix-round-01"] == "Completed" and states["train-round-01"] == "Completed"
 
 
-def test_a_cached_stage_whose_files_changed_is_recomputed(tmp_path):
-    assert _run(tmp_path, "run").is_completed()
+def test_a_cached_stage_whose_files_changed_is_recomputed(tmp_path, golden):
+    golden.copy(tmp_path, "run")
     rank_dir = next((tmp_path / "run" / "round-01").glob("rank-*/"))
     (rank_dir / "pairs.parquet").unlink()
     again = _run(tmp_path, "run")
@@ -85,11 +83,13 @@ def test_a_cached_stage_whose_files_changed_is_recomputed(tmp_path):
     assert (rank_dir / "pairs.parquet").exists()
 
 
-def test_generation_killed_mid_shard_resumes_without_regenerating_finished_shards(tmp_path):
+def test_generation_killed_mid_shard_resumes_without_regenerating_finished_shards(tmp_path, golden):
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     overrides = {**TINY_WORLD, "prompts.per_round": [8], "generate.prompts_per_shard": 2}
+    # iteration 0 comes from the golden run (Cached); round 1 starts afresh
+    shutil.rmtree(golden.copy(tmp_path, "run") / "round-01")
     # 4 shards of 2 prompts x 4 candidates: die once 12 candidates exist, i.e. inside the second shard
     code = ("from flows.sail_loop import sail_loop; import json, sys; "
             "sail_loop(preset='world', run_name='run', runs_dir=sys.argv[1], overrides=json.loads(sys.argv[2]), "
@@ -110,7 +110,7 @@ def test_generation_killed_mid_shard_resumes_without_regenerating_finished_shard
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
-def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp_path):
+def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp_path, golden):
     real = {**TINY_WORLD, "real.max_images": 6, "real.images_per_shard": 4}
     state = sail_loop(preset="world-realalign", run_name="realalign", runs_dir=str(tmp_path), overrides=real,
                       return_state=True)
@@ -123,6 +123,7 @@ def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp
     assert mix["counts"]["real-generated"] == mix["counts"]["real-perturbed"] == 6
 
     world_real = "pkg:sail_core.world/data/real.parquet"
+    golden.copy(tmp_path, "sail-real")  # iteration 0 and round 1's ranking come back Cached
     mixed = _run(tmp_path, "sail-real", **{"real.sources": [world_real], "real.max_images": 6,
                                           "mixup.alpha": 0.25, "mixup.real_perturbed": 0.25})
     assert mixed.is_completed()

@@ -1,5 +1,6 @@
-"""One process per run directory: a second ``sail run`` on a run in use fails at once, in one line naming the
-holder; a lock left by a killed process is free (the kernel released it) and the next run takes it over."""
+"""One process per run directory: a second ``sail run`` (here in this process) on a run in use fails at
+once, in one line naming the holder; a lock left by a killed process is free (the kernel released it) and
+the next run takes it over."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sail_core.run.lock import LOCK_FILE, RunLockedError, run_lock
+from tests.cli.in_process import sail
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time; from sail_core.run.lock import run_lock\n"
@@ -31,9 +33,7 @@ def test_a_second_sail_run_on_a_run_in_use_fails_in_one_line_naming_the_holder(t
     holder = _holder(tmp_path / "runs" / "busy")
     try:
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "sail_cli.main", "run", "--runs-dir", str(tmp_path / "runs"),
-                               "--run-name", "busy"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=120)
+        proc = sail("run", "--runs-dir", str(tmp_path / "runs"), "--run-name", "busy")
         elapsed = time.monotonic() - started
     finally:
         holder.kill()

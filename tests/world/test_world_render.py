@@ -1,5 +1,4 @@
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -171,13 +170,3 @@ def test_scene_validation_names_the_bad_value():
         render(scene([]), size=0)
     with pytest.raises(ValueError, match="teal"):
         sample_images(["a teal circle"], np.random.default_rng(0))
-
-
-def test_rendering_is_fast_enough_for_training():
-    rng = np.random.default_rng(0)
-    sample_batch(rng, 256)  # warm up
-    start = time.perf_counter()
-    sample_batch(rng, 2000)
-    per_image = (time.perf_counter() - start) / 2000
-    # Measured ~0.07 ms on 2 cores; the bound leaves a wide margin for slow CI machines.
-    assert per_image < 1e-3
