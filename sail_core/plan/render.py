@@ -87,20 +87,23 @@ def scaling(plan: Plan) -> list[str]:
     n, k = c.generate.n_candidates, (c.reward.k_draws if c.reward.estimator == "fixed" else c.reward.k_max)
     pairs = round(dpo.unet_forwards / (2 * (3 if c.round_train.gradient_checkpointing else 2)))
     out = ["## How a round scales", "",
-           f"GPU-seconds of round {first.index}, per unit of each setting (linear in each):", "",
+           f"GPU-seconds of round {first.index}, per unit of each setting (each stage is linear in them):", "",
            f"- generation: {gen.gpu_seconds / (first.prompts * n):.3g} GPU-s per prompt per candidate "
            f"(× prompts × N)",
            f"- ranking: {rank.gpu_seconds / (first.prompts * n * k):.3g} GPU-s per candidate per draw (× prompts × N × K)",
            f"- DPO: {dpo.gpu_seconds / max(pairs, 1):.3g} GPU-s per pair trained (pairs = prompts / α: "
            "independent of N and K)",
            f"- evaluation: {hours(ev.gpu_seconds)} per model evaluated (its prompt set, not the round's)", "",
-           "| GPUs | wall time of the round | GPU-hours held | generation | ranking | DPO | evaluation |",
-           "|---:|---:|---:|---|---|---|---|"]
-    counts = sorted({*SCALE_GPUS, plan.gpus})
-    for g in counts:
-        other = build_plan(c, plan.gpu, g, mfu=plan.mfu_override, rounds=1, eval_prompts=plan.eval_prompts,
-                                   gpus_per_host=plan.gpus_per_host) if g != plan.gpus else plan
-        r = other.rounds[0]
-        cells = [f"{hours(s.wall_seconds)} ({s.gpus} GPU{'s' if s.gpus > 1 else ''}; {s.bound})" for s in r.stages]
-        out.append(f"| {g} | {hours(r.wall_seconds)} | {r.wall_seconds * g / 3600:,.1f} | {' | '.join(cells)} |")
+           "| round (prompts) | GPUs | GPU-hours (busy) | wall time | GPU-hours held | generation | ranking | DPO | "
+           "evaluation |",
+           "|---|---:|---:|---:|---:|---|---|---|---|"]
+    plans = {g: plan if g == plan.gpus else build_plan(c, plan.gpu, g, mfu=plan.mfu_override,
+                                                       eval_prompts=plan.eval_prompts, gpus_per_host=plan.gpus_per_host)
+             for g in sorted({*SCALE_GPUS, plan.gpus})}
+    for r_index in range(len(plan.rounds)):
+        for g, other in plans.items():
+            r = other.rounds[r_index]
+            cells = [f"{hours(s.wall_seconds)} ({s.gpus} GPU{'s' if s.gpus > 1 else ''}; {s.bound})" for s in r.stages]
+            out.append(f"| {r.index} ({r.prompts:,}) | {g} | {r.gpu_seconds / 3600:,.1f} | {hours(r.wall_seconds)} | "
+                       f"{r.wall_seconds * g / 3600:,.1f} | {' | '.join(cells)} |")
     return out
