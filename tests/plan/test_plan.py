@@ -214,6 +214,37 @@ def test_bad_counts_and_mfu_are_one_line_errors(args, message, capsys):
     assert capsys.readouterr().err == f"sail plan: error: {message}\n"
 
 
-def test_gpu_names_match_loosely():
+def test_gpu_names_match_loosely_and_a_device_is_found_by_its_cuda_name():
+    from sail_core.plan.gpus import detect
+
     assert gpu("h100").name == gpu("H100-80GB").name == "H100 80GB"
     assert gpu("rtx 4090").memory_gib < 24
+    assert detect("NVIDIA H100 80GB HBM3", 85_000_000_000).peak_bf16_tflops == 989.0
+    assert detect("NVIDIA H200", 150_000_000_000).name == "H200"
+    assert detect("NVIDIA GeForce RTX 4090", 25_000_000_000).name == "RTX 4090"
+    unknown = detect("Some Future GPU", 2**35)
+    assert unknown.memory_gib == 32 and unknown.peak_bf16_tflops == 0
+
+
+def test_the_gpu_check_puts_the_plans_prediction_beside_each_measurement(stub_traces):
+    from bench.gpu_check import predictions_for, summary_table
+
+    records = [
+        {"op": "env", "op_status": "ok"},
+        {"family": "sd15", "op": "sample", "variant": "eager", "impl": "sail", "images": 32, "steps": 10,
+         "unet_batch": 64, "images_per_s": 30.0, "ms_per_step": 100.0, "peak_gib": 7.0, "tflops": 500.0,
+         "peak_tflops": 989.0, "mfu": 0.5, "op_status": "ok"},
+        {"family": "sd15", "op": "dpo", "variant": "eager", "impl": "sail", "micro_batch_pairs": 8, "accumulation": 2,
+         "gradient_checkpointing": True, "pairs_per_s": 16.0, "seconds_per_step": 1.0, "peak_gib": 20.0,
+         "tflops": 100.0, "peak_tflops": 989.0, "mfu": 0.1, "op_status": "ok"},
+    ]
+    predicted = predictions_for(records)
+    assert sorted(predicted) == [1, 2]
+    # the stub's sampling trace: 2 GiB of weights + 0.5 GiB per image, the reference UNet (2 GiB) beside it
+    vae = 2 * 83_653_863
+    assert predicted[1]["peak_gib"] == round((2 * GIB + 16 * GIB + 2 * GIB + vae) / GIB, 2)
+    # throughput at the anchor's MFU: 989 TFLOP/s × 26.7% over 10 steps × 2 forwards of 1 TFLOP per image
+    assert predicted[1]["images_per_s"] == pytest.approx(989e12 * (264.0 / 989) / (10 * 2 * 1e12), rel=1e-3)
+    assert predicted[2]["pairs_per_s"] == pytest.approx(989e12 * (165.6 / 989) / (10 * 1e12), rel=1e-3)
+    table = summary_table(records, predicted)
+    assert f"| {predicted[1]['peak_gib']} | 13.2 img/s (27%) |" in table
