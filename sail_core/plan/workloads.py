@@ -127,10 +127,11 @@ def default_dtype(dtype: str) -> Any:
         torch.set_default_dtype(previous)
 
 
-def fake_component(family: str, component: str, dtype: str) -> Any:
+def fake_component(family: str, component: str, dtype: str, prepare: Any = None) -> Any:
     """A published component (``unet``, ``vae``) in ``dtype`` with fake parameters on the CPU: built on the meta
     device (initialising a UNet's weights, even fake ones, takes seconds), then each parameter and buffer
-    replaced by a fake tensor of its shape. Call inside :func:`fake_mode`."""
+    replaced by a fake tensor of its shape (``prepare(module)`` runs on the meta module first). Call inside
+    :func:`fake_mode`."""
     import torch
     from torch._guards import active_fake_mode
 
@@ -139,8 +140,12 @@ def fake_component(family: str, component: str, dtype: str) -> Any:
     mode = active_fake_mode()
     if mode is None:
         raise RuntimeError("fake_component needs an active fake_mode()")
-    with default_dtype(dtype):
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily(), default_dtype(dtype):  # plain meta tensors while building
         module = architecture(family).build(component, device="meta")
+        if prepare is not None:  # e.g. LoRA adapters, added on the meta device (peft moves them with .to())
+            prepare(module)
     cpu = torch.device("cpu")
     for sub in module.modules():
         for name, param in list(sub._parameters.items()):
@@ -278,10 +283,13 @@ def _training_denoisers(model: ModelConfig, seed: int) -> Any:
         policy = unet(model, "float32").train()
         reference = unet(model, model.reference_dtype).eval().requires_grad_(False)
         return TwoUnets(policy, reference)
-    base = unet(model, "float32").requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        add_adapter(base, TRAIN_ADAPTER, model.lora)
+    def with_adapter(module: Any) -> None:
+        module.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            add_adapter(module, TRAIN_ADAPTER, model.lora)
+
+    base = fake_component(model.family, "unet", "float32", with_adapter)
     base.train()
     views = AdapterViews(base, [TRAIN_ADAPTER], [])
     views.use(views.policy_adapters)
