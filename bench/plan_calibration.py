@@ -13,8 +13,9 @@ the field notes; not measured by this project), their ratio, and the estimate af
 What a trace cannot see, and what the margin is for: the caching allocator's fragmentation (memory
 reserved beyond allocated: ``max_memory_allocated`` does not show it either, ``nvidia-smi`` does), the
 CUDA context (about 0.5 GiB, outside the allocator), cuBLAS/cuDNN workspaces, NCCL's buffers under DDP.
-The traced step also differs from the anchor's script in small ways: autocast's op lists of the device
-the trace runs on, the CPU's attention kernel instead of the GPU's, and the trainer's gradient clipping.
+The traced step also differs from the anchor's script: autocast's op lists are the CPU's (group and layer
+norms stay in bf16, where CUDA's autocast runs them in float32), attention is the CPU's flash kernel, and
+the optimizer's update is added, not traced (``sail_core.plan.workloads.trace_dpo``).
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.perf_counter() - started:.0f} s in all).", "",
             "Measured peaks: the field notes' anchor script (plain diffusers 0.42.1, torch 2.11, eager bf16 on one "
             "NVIDIA H100 80GB HBM3; `torch.cuda.max_memory_allocated`), not measured by this project. Traced: the "
-            "project's trainer step (`DpoTrainer._micro_step`, clipping off as in the anchor, AdamW) on fake tensors of "
-            "the published UNets.", "", text, "",
+            "project's trainer step (`DpoTrainer._micro_step`, AdamW in its steady state, the update added) on fake "
+            "tensors of the published UNets.", "", text, "",
             f"Traced rows outside ±15% of the measured peak: {len(misses)} of {len(results)}"
             + ("." if not misses else ": " + ", ".join(f"{r['family']} {r['pairs']} pair(s) checkpointing "
                                                        f"{'on' if r['checkpointing'] else 'off'} "

@@ -2,9 +2,10 @@
 
 Nothing here allocates a model: the UNets, VAEs and text encoders are built from the published
 configs under fake tensors (``torch._subclasses.fake_tensor.FakeTensorMode``), and the project's own
-sampler, reward and trainer code runs on them while ``torch.utils.flop_counter.FlopCounterMode``
-counts FLOPs and ``torch.distributed._tools.mem_tracker.MemTracker`` follows every tensor's storage
-(parameters, gradients, optimizer state, activations, temporaries) to the peak.
+sampler, reward and trainer code runs on them while one dispatch mode (:class:`.trace.LiveMemory`) counts
+FLOPs with ``torch.utils.flop_counter``'s formulas and follows every tensor's storage (parameters,
+gradients, optimizer state, activations, temporaries) to the peak, as
+``torch.distributed._tools.mem_tracker.MemTracker`` does (torchtitan's way of estimating memory).
 
 * :mod:`~sail_core.plan.gpus`: the GPUs a plan can target (peak, memory, bandwidth, sources);
 * :mod:`~sail_core.plan.anchors`: measured MFU and memory anchors (published / field-note figures);

@@ -210,19 +210,12 @@ class LiveMemory:
         self._hooks.clear()
 
 
-class Tracker:
-    """What a traced call gets (a place for calls to mark iterations; nothing to do with :class:`LiveMemory`)."""
-
-    def new_iteration(self) -> None:
-        pass
-
-
-def trace(call: Callable[[Tracker], Any], *external: Any) -> Trace:
+def trace(call: Callable[[LiveMemory], Any], *external: Any) -> Trace:
     """Run ``call`` once under :class:`LiveMemory`, which also counts FLOPs with ``FlopCounterMode``'s
     formulas (one dispatch mode instead of two: a trace of SDXL is thousands of operations). ``external``
     are the modules, optimizers and tensors that exist before the call (their memory counts from the start)."""
     memory = LiveMemory()
     memory.track(*external)
     with memory:
-        call(Tracker())
+        call(memory)
     return Trace(int(memory.flops), memory.peak, dict(memory.at_peak), memory.total, dict(memory.bytes))

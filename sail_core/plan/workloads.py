@@ -5,12 +5,14 @@
 * ranking: :func:`sail_core.algorithm.reward.denoising_errors` (one batch of ``reward.batch_size``
   (candidate, draw) rows through the policy and the judge's reference);
 * DPO: :meth:`sail_core.training.trainer.DpoTrainer._micro_step` (the trainer's forward and backward of
-  one micro-batch; two micro-batches when the step accumulates, since the second one's forward runs
-  beside the first one's gradients), then gradient clipping and the configured optimizer's step, its
-  state already created by an earlier step (the steady state of a run);
+  one micro-batch) with the configured optimizer's state already there (the steady state of a run); the
+  optimizer's update and gradient accumulation are added to the trace (:func:`trace_dpo` says how);
 * decoding: :meth:`sail_core.models.codec.VaeCodec.decode` (evaluation decodes its samples).
 
-Models are the published architectures (``sail_core.models.architectures``) built under fake tensors.
+Models are the published architectures (``sail_core.models.architectures``) built on the meta device and
+given fake parameters (:func:`fake_component`). Diffusers' schedulers look timesteps up with ``nonzero``,
+which fake tensors cannot do: the sampler's scheduler update is replaced by the same arithmetic
+(:class:`_TracedStep`).
 Accelerate is replaced by :class:`SingleProcess`, which does what accelerate does for one process
 (autocast for the configured mixed precision, ``loss.backward()``), so that no global accelerate state
 is created and the traced step is the trainer's own.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sail_core.config import ModelConfig, SamplerConfig, TrainConfig
-from sail_core.plan.trace import Trace, Tracker, fake_mode, trace
+from sail_core.plan.trace import Trace, fake_mode, trace
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -192,11 +194,6 @@ class SingleProcess:
     def no_sync(self, module: Any) -> Any:
         return contextlib.nullcontext()
 
-    def clip_grad_norm_(self, parameters: Any, max_norm: float) -> Any:
-        import torch
-
-        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-
 
 class FakePairs:
     """``PairDataset``'s interface over fake latents and conditionings of the real shapes."""
@@ -266,10 +263,7 @@ def trace_ranking(model: ModelConfig, rows: int) -> Trace:
         noise = torch.zeros(rows, *s.latent)
         cond = conditioning(model, rows)
 
-        def call(tracker: Tracker) -> None:
-            denoising_errors(denoisers, b, latents, timesteps, noise, cond)
-
-        return trace(call, *modules)
+        return trace(lambda _: denoising_errors(denoisers, b, latents, timesteps, noise, cond), *modules)
 
 
 def _training_denoisers(model: ModelConfig, seed: int) -> Any:
