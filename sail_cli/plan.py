@@ -12,10 +12,6 @@ from __future__ import annotations
 import argparse
 
 
-def _positive_count(text: str) -> int:
-    return int(text)
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     from sail_core.config import load_config, parse_override
     from sail_core.errors import InputError
@@ -25,6 +21,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise InputError(f"must be at least 1 (got {args.gpus})", parameter="--gpus")
     if args.mfu is not None and not 0 < args.mfu <= 1:
         raise InputError(f"must be a fraction in (0, 1], e.g. 0.35 (got {args.mfu})", parameter="--mfu")
+    if args.gpus_per_host < 1:
+        raise InputError(f"must be at least 1 (got {args.gpus_per_host})", parameter="--gpus-per-host")
     if args.eval_prompts < 1:
         raise InputError(f"must be at least 1 (got {args.eval_prompts})", parameter="--eval-prompts")
     target = gpu(args.gpu)  # an unknown name fails before any tracing
@@ -45,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set round_train.micro_batch_pairs=2 (repeatable)")
     p.add_argument("--gpu", required=True, help="H100, H200, A100, L40S or 'RTX 4090'")
-    p.add_argument("--gpus", type=_positive_count, default=1, help="GPUs in all (default 1)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs in all (default 1)")
     p.add_argument("--gpus-per-host", type=int, default=8,
                    help="GPUs of the control host, where DPO runs (default 8)")
     p.add_argument("--mfu", type=float, default=None,
