@@ -29,6 +29,10 @@ everything resident then included), model FLOPs and MFU:
   ``hw_tflops`` adds the checkpointing re-forward: 10F).
 * MFU = achieved model TFLOP/s ÷ the GPU's dense bf16 peak (``--peak-tflops``; 989 for H100/H200).
 
+Beside each measurement the summary puts what ``sail plan`` predicts for it (``plan_prediction``: the same
+work traced on fake tensors on the CPU, and the throughput at the nearest field-note anchor's MFU), so the
+first GPU run checks the plan too; ``--summarize FILE.jsonl`` adds them afterwards on any machine.
+
 Records go out as JSON lines the moment each measurement ends (stdout, ``bench/results/*.jsonl`` and
 ``$OUT/gpu_check.jsonl`` when ``OUT`` is set); a Markdown summary table follows at the end. A
 measurement that would not fit the time budget is skipped with a record saying so; one that fails
@@ -693,27 +697,77 @@ def peak_for(gpu: str) -> float | None:
     return next((peak for name, peak in PEAK_BF16_TFLOPS.items() if name in words), None)
 
 
-def summary_table(records: list[dict[str, Any]]) -> str:
-    """Markdown: one row per finished measurement (and per skip or error)."""
-    lines = ["| family | op | impl | variant | throughput | ms/step | peak GiB | TFLOP/s | MFU | vs diffusers |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+# --- the plan's prediction beside each measurement ----------------------------------------------------
+
+def plan_prediction(record: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``sail plan`` predicts for one measurement (``sail_core.plan``: the same work traced on fake tensors
+    on the CPU, at the same shapes, with what the measurement holds resident): peak GiB (the traced peak, no
+    margin: ``max_memory_allocated`` leaves the allocator's slack out too) and throughput at the MFU of the
+    nearest field-note anchor. None for what it does not cover (dry runs' shrunk shapes, skips, errors)."""
+    from sail_core.config import load_config
+    from sail_core.models.architectures import architecture
+    from sail_core.plan import estimate, workloads
+    from sail_core.plan.anchors import mfu_anchor
+
+    if record.get("op_status") != "ok" or record.get("op") not in ("sample", "rank", "dpo") or record.get("dry_run"):
+        return None
+    family = record["family"]
+    preset = load_config(family)
+    model = preset.model.model_copy(update={"resolution": published_architecture(family).resolution})
+    mj = model.model_dump_json()
+    vae = workloads.DTYPE_BYTES[model.frozen_dtype] * sum(p.numel() for p in architecture(family).build("vae").parameters())
+    peak_tflops = record.get("peak_tflops") or 989.0
+    if record["op"] == "sample":
+        images = record["images"]
+        sampler = preset.generate.sampler.model_copy(update={"batch_size": images, "steps": record["steps"]})
+        t = estimate._sampling(mj, sampler.model_dump_json(), images)
+        resident = t.peak_bytes + t.at_peak.get("Parameter", 0) + vae  # the reference UNet waits beside it
+        anchor = mfu_anchor(family, "forward", record["unet_batch"])
+        per_item = record["steps"] * t.flops / images
+        unit = "images_per_s"
+    elif record["op"] == "rank":
+        t = estimate._ranking(mj, record["batch"])
+        resident = t.peak_bytes + vae
+        anchor = mfu_anchor(family, "forward", record["batch"])
+        per_item = record["k_draws"] * t.flops / record["batch"]
+        unit = "candidates_per_s"
+    else:
+        train = preset.round_train.model_copy(update={"micro_batch_pairs": record["micro_batch_pairs"]})
+        t = estimate._dpo(mj, estimate._train_json(train), record["micro_batch_pairs"], min(record["accumulation"], 2))
+        resident = t.peak_bytes + vae
+        anchor = mfu_anchor(family, "dpo", record["micro_batch_pairs"], record["gradient_checkpointing"])
+        per_item = t.flops / record["micro_batch_pairs"]
+        unit = "pairs_per_s"
+    return {"peak_gib": round(resident / 2**30, 2), unit: _r(peak_tflops * 1e12 * anchor.mfu / per_item, 4),
+            "mfu": round(anchor.mfu, 4), "mfu_source": anchor.describe()}
+
+
+def summary_table(records: list[dict[str, Any]], predictions: dict[int, dict[str, Any]] | None = None) -> str:
+    """Markdown: one row per finished measurement (and per skip or error); with ``predictions`` (by record
+    index, :func:`plan_prediction`) the plan's peak and throughput beside the measured ones."""
+    predictions = predictions or {}
+    lines = ["| family | op | impl | variant | throughput | ms/step | peak GiB | TFLOP/s | MFU | vs diffusers | "
+             "plan: peak GiB | plan: throughput (MFU) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     units = {"sample": ("images_per_s", "img/s"), "rank": ("candidates_per_s", "cand/s"),
              "dpo": ("pairs_per_s", "pairs/s")}
-    for r in records:
+    for i, r in enumerate(records):
         if r.get("op") not in units:
             continue
         if r.get("op_status") != "ok":
             lines.append(f"| {r['family']} | {r['op']} | {r.get('impl', '')} | {r.get('variant', '')} | "
-                         f"{r['op_status']}: {r.get('reason') or r.get('error', '')} | | | | | |")
+                         f"{r['op_status']}: {r.get('reason') or r.get('error', '')} | | | | | | | |")
             continue
         key, unit = units[r["op"]]
         ms = r.get("ms_per_step") if r["op"] == "sample" else (
             None if r["op"] == "rank" else _r(r["seconds_per_step"] * 1e3))
         mfu = "" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
         ratio = "" if r.get("ratio_vs_baseline") is None else f"{r['ratio_vs_baseline']:.2f}×"
+        p = predictions.get(i)
+        plan = (f"{p['peak_gib']} | {p[key]:.3g} {unit} ({100 * p['mfu']:.0f}%)" if p else " | ")
         lines.append(f"| {r['family']} | {r['op']} | {r['impl']} | {r['variant']} | {r[key]:.3g} {unit} | "
                      f"{'' if ms is None else f'{ms:.1f}'} | {'' if r['peak_gib'] is None else r['peak_gib']} | "
-                     f"{r['tflops']:.3g} | {mfu} | {ratio} |")
+                     f"{r['tflops']:.3g} | {mfu} | {ratio} | {plan} |")
     return "\n".join(lines) + "\n"
 
 
@@ -767,9 +821,10 @@ def run(args: argparse.Namespace) -> int:
         for family in args.families:
             if family in runs:
                 run_inference_variant(ctx, runs[family], variant)
+    predictions = _predict_if_time(ctx, results.records, args.dry_run)
     results.emit(op="done", op_status="ok", elapsed_s=_r(time.monotonic() - started))
     results.close()
-    table = summary_table(results.records)
+    table = summary_table(results.records, predictions)
     from sail_core.io.atomic import write_bytes
 
     write_bytes(paths[0].with_suffix(".md"), table.encode())
@@ -778,6 +833,30 @@ def run(args: argparse.Namespace) -> int:
     print(table, flush=True)
     failed = [r for r in results.records if r.get("op_status") == "error"]
     return 1 if failed and args.strict else 0
+
+
+def predictions_for(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    out = {}
+    for i, r in enumerate(records):
+        p = plan_prediction(r)
+        if p is not None:
+            out[i] = p
+    return out
+
+
+def _predict_if_time(ctx: Context, records: list[dict[str, Any]], dry_run: bool) -> dict[int, dict[str, Any]]:
+    """The plan's predictions, traced on this machine's CPU (about a minute for both families) when the time
+    budget leaves room; otherwise ``--summarize`` adds them afterwards on any machine."""
+    if dry_run or ctx.remaining() < 120:
+        if not dry_run:
+            print("gpu_check: no time left for the plan's predictions: run `python -m bench.gpu_check --summarize "
+                  "<results>.jsonl` on any machine to add them", file=sys.stderr)
+        return {}
+    try:
+        return predictions_for(records)
+    except Exception as exc:  # noqa: BLE001 - the measurements matter more than the predictions
+        print(f"gpu_check: the plan's predictions failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return {}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -810,7 +889,8 @@ def summarize(path: Path) -> int:
     from sail_core.io.atomic import write_bytes
 
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    table = summary_table(records)
+    dry_run = any(r.get("op") == "env" and r.get("dry_run") for r in records)
+    table = summary_table(records, {} if dry_run else predictions_for(records))
     if os.environ.get("OUT"):
         write_bytes(Path(os.environ["OUT"]) / "gpu_check.md", table.encode(), overwrite=True)
     print(table, flush=True)

@@ -5,7 +5,8 @@ a diffusers folder without ``scheduler/scheduler_config.json`` at the first mode
 if it were a network error). :func:`preflight` checks the model folder or Hub id (and the separate
 VAE), every data path (seed pairs, prompt files, evaluation prompt sets, real-image sources), the
 scorers' weights, the device and the run directory, and raises one :class:`InputError` with one line
-per problem, each naming what is missing and how to provide it. It reads file headers, not data.
+per problem, each naming what is missing and how to provide it. It reads file headers, not data. On a
+GPU it also checks that every stage's configured batch fits the device's memory (:func:`memory_problems`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sail_core.config import ModelConfig, SailConfig
 from sail_core.errors import InputError
 from sail_core.io.paths import local_path
 from sail_core.models.architectures import ARCHITECTURES, Component
+from sail_core.plan.gpus import Gpu
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -275,6 +277,32 @@ def device_problems(config: SailConfig) -> list[str]:
     return problems
 
 
+def memory_problems(config: SailConfig, device: Gpu | None = None) -> list[str]:
+    """Stages whose configured batch (micro-batch, sampler or reward batch) cannot fit the GPU the run uses,
+    one line each naming the setting, the estimate, the GPU's memory and the largest batch that fits
+    (``sail_core.plan``: the stage traced on fake tensors of the real architecture). ``device`` is the GPU
+    to check against; by default the CUDA device the run will use. Skipped on a CPU (and for the embedded
+    world, which has no GPU stage to size)."""
+    from sail_core.plan.estimate import fit_problems
+
+    if config.model.codec != "vae":
+        return []
+    if device is None:
+        import torch
+
+        wanted = config.runtime.device
+        if not wanted.startswith(("cuda", "auto")) or not torch.cuda.is_available():
+            return []
+        index = int(wanted.split(":", 1)[1]) if ":" in wanted else 0
+        if index >= torch.cuda.device_count():
+            return []  # device_problems says so
+        from sail_core.plan.gpus import detect
+
+        props = torch.cuda.get_device_properties(index)
+        device = detect(props.name, props.total_memory)
+    return fit_problems(config, device, gpus=config.runtime.train_processes)
+
+
 def run_dir_problems(location: str) -> list[str]:
     """The run directory can be created and written (a remote run: its local working copy and the remote)."""
     from sail_core.io.remote import is_url
@@ -305,8 +333,10 @@ def run_dir_problems(location: str) -> list[str]:
 
 
 def preflight_problems(config: SailConfig, run_location: str) -> list[str]:
-    return [*run_dir_problems(run_location), *device_problems(config), *model_problems(config.model),
-            *data_problems(config), *scorer_problems(config)]
+    problems = [*run_dir_problems(run_location), *device_problems(config), *model_problems(config.model),
+                *data_problems(config), *scorer_problems(config)]
+    device = [p for p in problems if p.startswith(("runtime.device", "runtime.train_processes"))]
+    return problems if device else [*problems, *memory_problems(config)]
 
 
 def preflight(config: SailConfig, run_location: str) -> None:
@@ -317,4 +347,4 @@ def preflight(config: SailConfig, run_location: str) -> None:
         raise InputError(f"the run cannot start ({len(problems)} problem(s)):\n{lines}")
 
 
-__all__ = ["Requirement", "model_requirements", "preflight", "preflight_problems"]
+__all__ = ["Requirement", "memory_problems", "model_requirements", "preflight", "preflight_problems"]
