@@ -170,7 +170,6 @@ class LiveMemory:
         import torch
         from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
         from torch.utils._python_dispatch import TorchDispatchMode
-
         from torch.utils.flop_counter import flop_registry, shape_wrapper
 
         tracker = self

@@ -324,7 +324,6 @@ def trace_dpo(model: ModelConfig, train: TrainConfig, micro_pairs: int, accumula
     update and its square of the largest matrix). With gradient accumulation every micro-batch after the
     first runs beside the whole gradient, which the traced first one builds up during its backward: the
     trace adds the gradient bytes not yet there at its peak."""
-    import torch
 
     from sail_core.training.trainer import DpoTrainer
 

@@ -28,9 +28,8 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api(prefect_server):
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-
     from prefect.logging.handlers import APILogHandler
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
                              PREFECT_HOME: prefect_server["PREFECT_HOME"]}):
