@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models(sub)
 
+    from sail_cli.verify import add_parser as add_verify
+
+    add_verify(sub)
+
     exp = sub.add_parser("experiment", help="run a multi-seed experiment spec (arms x seeds) and tabulate it")
     exp.add_argument("spec", help="an experiment YAML, e.g. experiments/world.yaml")
     exp.add_argument("--out", default="experiments/results", help="where tables and plots are written")
