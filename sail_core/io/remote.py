@@ -230,12 +230,11 @@ class RunStore:
 
     # ---- transfers ------------------------------------------------------------------------------
 
-    def pull(self, paths: Iterable[str | Path], skip_damaged: bool = False) -> int:
+    def pull(self, paths: Iterable[str | Path]) -> int:
         """Bring run paths (files, or directories with everything under them) into the working copy as
         the store holds them; paths the store lacks are skipped. Returns how many files were fetched
         (downloaded, or linked from the host's cache). A missing or damaged object is repaired from a
-        good copy on this host; without one, an :class:`IntegrityError` naming the file, unless
-        ``skip_damaged`` (resume state, which is recomputed where it is lost: the file is forgotten)."""
+        good copy on this host; without one, an :class:`IntegrityError` naming the file."""
         if self.fs is None:
             return 0
         wanted: dict[str, FileRef] = {}
@@ -250,8 +249,7 @@ class RunStore:
                 downloaded = self.cache.fetch(ref.sha256, lambda tmp, sha=ref.sha256: self.fs.get_file(
                     self._object(sha), str(tmp)), name=f"{self.location}/{rel}")
             except (CorruptObjectError, FileNotFoundError) as exc:
-                if not self._recover(rel, ref, exc, skip_damaged):
-                    continue
+                self._recover(rel, ref, exc)
                 downloaded = False
             if downloaded:
                 self.stats.files_down += 1
@@ -262,20 +260,15 @@ class RunStore:
             fetched += 1
         return fetched
 
-    def _recover(self, rel: str, ref: FileRef, exc: Exception, skip: bool) -> bool:
-        """After a download found ``rel``'s object damaged or missing: take a damaged one out of the store,
-        repair it from this host; else forget the file (``skip``) or raise naming it."""
+    def _recover(self, rel: str, ref: FileRef, exc: Exception) -> None:
+        """After a download found ``rel``'s object damaged or missing: take a damaged one out of the store
+        and repair it from this host, else raise naming the file and the object."""
         damaged = isinstance(exc, CorruptObjectError)
         if damaged:
             self.remove_object(ref.sha256)
         if self.repair(rel, ref) is not None:
-            return True
+            return
         what = "damaged" if damaged else "missing"
-        if skip:
-            log.warning("store: %s/%s: its object is %s and no good copy is here; left out (recomputed)",
-                        self.location, rel, what)
-            self.forget([rel])
-            return False
         error = CorruptObjectError if damaged else MissingObjectError
         detail = f" (its bytes do not hash to the expected {ref.sha256}; taken out of it)" if damaged else ""
         raise error(f"{self.location}/{rel}: its object {self.object_url(ref.sha256)} is {what} in the store"

@@ -15,6 +15,8 @@ what the stage's ``reads`` asks for), and a finished stage's directory and recor
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,8 @@ from sail_core.run.records import Record
 from sail_core.run.stage import Progress, Stage, StageContext, StageInputs, no_progress, use_threads
 
 R = TypeVar("R", bound=Record)
+
+log = logging.getLogger(__name__)
 
 
 def stage_key(stage: Stage, config: SailConfig, inputs: StageInputs) -> StageKey:
@@ -129,10 +133,24 @@ class PreparedStage(Generic[R]):
         """Exactly what the work reads: its inputs' artifacts and models; its own directory when it is to
         finish (resuming from what any host left there); then the stage's own ``reads``, batch by batch."""
         self.store.pull(input_files(self.inputs))
-        if ctx.shards is None:  # resume state: a part whose object is lost is recomputed, not an error
-            self.store.pull([self.out_dir], skip_damaged=True)
+        if ctx.shards is None:
+            self._pull_resume_state()
         for batch in self.stage.reads(ctx, self.inputs) if self.stage.reads else ():
             self.store.pull(batch)
+
+
+    def _pull_resume_state(self) -> None:
+        """What earlier attempts left in the stage's directory. Where an object of it is lost, the partial
+        work cannot be trusted as a whole (a shard's table without its tensors would count as done): it
+        is dropped, here and in the store, and the stage starts afresh instead of failing on every rerun."""
+        try:
+            self.store.pull([self.out_dir])
+        except IntegrityError as exc:
+            log.warning("%s %s: dropping its partial work, which lost an object (%s)", self.stage.name,
+                        self.key.group, exc)
+            self.store.forget(list(self.store.listing(self.layout.rel(self.out_dir))))
+            shutil.rmtree(self.out_dir)
+            self.out_dir.mkdir(parents=True)
 
 
 def input_files(inputs: Any) -> list[str]:

@@ -48,7 +48,8 @@ def test_a_damaged_local_run_is_reported_repaired_and_then_intact(tmp_path, caps
 
     (layout.root / first.out.path / "shard-1.txt").write_text("tampered")
     trainable = steps / "step-000004" / "trainable.safetensors"
-    trainable.write_bytes(trainable.read_bytes()[:-1] + b"\x00")
+    data = trainable.read_bytes()
+    trainable.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     code, lines = _verify(capsys, str(layout.root))
     assert code == 1 and lines == [
         f"{layout.root / first.out.path}: its files do not have the hash recorded when the stage finished",
