@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from sail_core.errors import InputError
 from sail_core.io.atomic import tree_digest
 from sail_core.io.remote import FileRef, RunStore, is_url
 from sail_core.run.bookkeeping import set_aside, set_aside_in_store
@@ -132,7 +133,10 @@ def _step_of(rel: str) -> str | None:
 def _verify_store(store: RunStore, repair: bool) -> Report:
     report = Report([])
     layout = RunLayout(store.local)
-    pointers = {rel: ref for rel, ref in store.listing("").items() if not _set_aside(rel)}
+    everything = store.listing("")
+    if not everything:
+        raise InputError("the store holds no run at this location", file=store.location)
+    pointers = {rel: ref for rel, ref in everything.items() if not _set_aside(rel)}
     report.files = len(pointers)
     checked: dict[str, str | None] = {}
     broken: dict[str, FileRef] = {}

@@ -78,14 +78,16 @@ def test_a_damaged_store_run_is_repaired_from_a_good_copy_or_set_aside(tmp_path,
     monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "host-b"))
     monkeypatch.setattr(objects, "_VERIFIED", {})
     code, lines = _verify(capsys, location)
-    assert code == 1 and sorted(lines[:2]) == sorted([
-        f"{location}/{flipped}: its object {a.object_url(refs[flipped].sha256)} is damaged: its bytes do not hash "
-        "to its name",
-        f"{location}/{deleted}: its object {a.object_url(refs[deleted].sha256)} is missing"]), lines
-    assert lines[2] == "2 problem(s), 0 repaired: 2 stage records, 6 files, 0 step checkpoints"
+    # a stage's two shards hold the same bytes (one object): each file is reported
+    assert code == 1 and sorted(lines[:4]) == sorted(
+        [f"{location}/{first.out.path}/shard-{i}.txt: its object {a.object_url(refs[flipped].sha256)} is damaged: "
+         "its bytes do not hash to its name" for i in range(2)]
+        + [f"{location}/{second.out.path}/shard-{i}.txt: its object {a.object_url(refs[deleted].sha256)} is missing"
+           for i in range(2)]), lines
+    assert lines[4:] == ["4 problem(s), 0 repaired: 2 stage records, 6 files, 0 step checkpoints"]
     code, lines = _verify(capsys, location, "--repair")
     assert code == 1 and all(line.endswith("repaired: its stage was set aside; the next run recomputes it")
-                             for line in lines[:2]), lines
+                             for line in lines[:4]), lines
     assert _verify(capsys, location) == (0, ["intact: 0 stage records, 0 files, 0 step checkpoints"])
 
     # the next run recomputes both stages, to the same records; the host that wrote them repairs in place

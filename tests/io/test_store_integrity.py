@@ -70,7 +70,9 @@ def test_a_flipped_object_is_taken_out_and_repaired_by_the_host_holding_a_good_c
 
     c = _host(monkeypatch, tmp_path, "c", location)  # a fresh host needs the file: refused, naming it
     downstream = EchoInputs(word="c", upstream=record.out)
-    with pytest.raises(CorruptObjectError, match=f"{location}/{shard}: .*is damaged in the store"):
+    # (both shards hold the same bytes, so one object: whichever is pulled first is the one named)
+    with pytest.raises(CorruptObjectError, match=f"{location}/{record.out.path}/shard-[01].txt: .*is damaged in the "
+                                                 "store"):
         prepare(ECHO, world, RunLayout(c.local), downstream, c).execute()
     assert a.stored_problem(ref) == "missing"  # taken out: no other host downloads it
 
@@ -123,25 +125,23 @@ def test_flipped_truncated_and_deleted_objects_in_s3(tmp_path, monkeypatch, worl
             monkeypatch.setenv(key, value)
         location = "s3://sail-runs/integrity"
         a = _host(monkeypatch, tmp_path, "a", location)
-        first = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="ab"), a).execute()
-        second = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="xy"), a).execute()
-        refs = {**a.listing(first.out.path), **a.listing(second.out.path)}
-        flipped, truncated, deleted = (f"{first.out.path}/shard-0.txt", f"{first.out.path}/shard-1.txt",
-                                       f"{second.out.path}/shard-0.txt")
+        words = ("ab", "xy", "pq")  # one stage per damage (a stage's two shards hold the same bytes)
+        records = [prepare(ECHO, world, RunLayout(a.local), EchoInputs(word=w), a).execute() for w in words]
+        refs = {rel: ref for r in records for rel, ref in a.listing(r.out.path).items()}
+        flipped, truncated, deleted = (f"{r.out.path}/shard-0.txt" for r in records)
         a.fs.pipe_file(a._object(refs[flipped].sha256), b"ab" * 2 + b"AB")
-        a.fs.pipe_file(a._object(refs[truncated].sha256), b"a")
+        a.fs.pipe_file(a._object(refs[truncated].sha256), b"x")
         a.fs.rm(a._object(refs[deleted].sha256))
 
         b = _host(monkeypatch, tmp_path, "b", location)  # a fresh host: the flipped object is found on use
         with pytest.raises(CorruptObjectError, match=flipped):
             b.pull([flipped])
-        # size checks find the others without a download: no good copy here, so both stages recompute
-        assert _finished(b, EchoInputs(word="ab"), world)[0] is None
-        assert _finished(b, EchoInputs(word="xy"), world)[0] is None
-        assert prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="ab"), b).execute() == first
-        assert prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="xy"), b).execute() == second
+        # presence and size are checked without a download: no good copy here, so each stage recomputes
+        for word, record in zip(words, records):
+            assert _finished(b, EchoInputs(word=word), world)[0] is None
+            assert prepare(ECHO, world, RunLayout(b.local), EchoInputs(word=word), b).execute() == record
         c = _host(monkeypatch, tmp_path, "c", location)
-        c.pull([first.out.path, second.out.path])
+        c.pull([r.out.path for r in records])
         for rel, ref in refs.items():
             assert hashlib.sha256((c.local / rel).read_bytes()).hexdigest() == ref.sha256, rel
     finally:

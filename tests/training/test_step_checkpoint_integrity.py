@@ -83,10 +83,7 @@ def _truncate(path):
 
 DAMAGE = {
     "flipped trainable": ("trainable.safetensors", _flip, "does not have its recorded SHA-256"),
-    "truncated optimizer": ("optimizer.safetensors", _truncate, "does not have its recorded SHA-256"),
     "deleted trainable": ("trainable.safetensors", lambda p: p.unlink(), "is missing"),
-    "deleted state": ("state.json", lambda p: p.unlink(), "is missing"),
-    "deleted hashes": (HASHES_FILE, lambda p: p.unlink(), "is missing"),
 }
 
 
@@ -123,3 +120,16 @@ def test_every_checkpoint_damaged_starts_from_the_initial_weights(runs, tmp_path
     assert all(line.endswith("starting from the initial weights (the damaged one is kept in "
                              f"{where})") for line, (_, _, where) in zip(resumable.describe(), resumable.damaged))
     assert list_checkpoints(steps) == []
+
+
+@pytest.mark.parametrize("name,damage,problem", [
+    ("optimizer.safetensors", _truncate, "does not have its recorded SHA-256 (damaged or changed after it was saved)"),
+    ("state.json", lambda p: p.unlink(), "is missing"), (HASHES_FILE, lambda p: p.unlink(), "is missing")])
+def test_a_truncated_file_a_lost_state_or_lost_hashes_are_passed_over(runs, tmp_path, name, damage, problem):
+    _, interrupted = runs
+    steps = tmp_path / "steps"
+    shutil.copytree(interrupted, steps)
+    damage(steps / "step-000004" / name)
+    resumable = newest_good_checkpoint(steps)
+    assert resumable.checkpoint == steps / "step-000002"
+    assert resumable.damaged[0][:2] == ("step-000004", f"{steps / 'step-000004' / name} {problem}")
