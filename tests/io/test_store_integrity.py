@@ -146,3 +146,18 @@ def test_flipped_truncated_and_deleted_objects_in_s3(tmp_path, monkeypatch, worl
             assert hashlib.sha256((c.local / rel).read_bytes()).hexdigest() == ref.sha256, rel
     finally:
         server.stop()
+
+
+def test_partial_work_that_lost_an_object_is_dropped_and_the_stage_starts_afresh(tmp_path, monkeypatch, world):
+    location = "memory://integrity/partial"
+    a = _host(monkeypatch, tmp_path, "a", location)
+    prepared = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="ab"), a)
+    prepared.execute(shards=[0])  # an interrupted stage: one shard done, made durable in the store
+    a.push([prepared.out_dir])
+    part = f"{a.rel(prepared.out_dir)}/shard-0.txt"
+    a.fs.rm(a._object(a.listing(part)[part].sha256))
+
+    b = _host(monkeypatch, tmp_path, "b", location)  # another host finishes it: not stuck on the lost part
+    record = prepare(ECHO, world, RunLayout(b.local), EchoInputs(word="ab"), b).execute()
+    assert (b.local / part).read_text() == "ababab" and b.stored_problem(b.listing(part)[part]) is None
+    assert record == prepare(ECHO, world, RunLayout(tmp_path / "local"), EchoInputs(word="ab")).execute()
