@@ -14,7 +14,6 @@ what the stage's ``reads`` asks for), and a finished stage's directory and recor
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from sail_core.io.remote import RunStore
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.run.bookkeeping import (
     finished_record,
+    read_entry,
     record_finished,
     set_aside_if_changed,
     set_aside_in_store,
@@ -98,8 +98,8 @@ class PreparedStage(Generic[R]):
         if data is None:
             return None
         held = store.listing(base)
-        if data:
-            entry = json.loads(data)
+        entry = read_entry(data) if data else None
+        if entry is not None:
             recorded = Artifact.model_validate(entry["data"])
             digest = tree_digest({rel[len(base) + 1:]: ref.sha256 for rel, ref in held.items()})
             if digest == recorded.sha256 and all(store.stored_problem(ref) is None or store.repair(rel, ref)

@@ -14,13 +14,14 @@ not checked.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sail_core.errors import InputError
 from sail_core.io.atomic import tree_digest
 from sail_core.io.remote import FileRef, RunStore, is_url
-from sail_core.run.bookkeeping import set_aside, set_aside_in_store
+from sail_core.run.bookkeeping import read_entry, set_aside, set_aside_in_store
 from sail_core.run.layout import Artifact, RunLayout
 from sail_core.training.step_checkpoints import (
     DAMAGED_DIR,
@@ -66,9 +67,13 @@ def _set_aside(rel: str) -> bool:
     return any(part.startswith(".") or part in _ASIDE for part in Path(rel).parts)
 
 
+_RECORD = re.compile(r"[a-z_]+-[0-9a-f]{8}\.json")
+"""``<stage>-<key>.json``: a stage's record, beside its directory in its group."""
+
+
 def _is_record(rel: str) -> bool:
     parts = Path(rel).parts
-    return len(parts) == 2 and parts[1].endswith(".json") and "-" in parts[1] and not _set_aside(rel)
+    return len(parts) == 2 and bool(_RECORD.fullmatch(parts[1])) and not _set_aside(rel)
 
 
 def verify_run(location: str, repair: bool = False) -> Report:
@@ -85,12 +90,14 @@ def _verify_local(root: Path, repair: bool) -> Report:
         rel = layout.rel(record)
         if not _is_record(rel):
             continue
-        try:
-            entry = json.loads(record.read_text())
-            recorded = Artifact.model_validate(entry["data"])
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-            continue  # not a stage record (a report's JSON, a user's file)
         report.records += 1
+        entry = read_entry(record.read_bytes())
+        if entry is None:
+            done = f"set aside in {set_aside(layout, record)}; the next run recomputes the stage" if repair else None
+            report.problems.append(Problem(str(record), "the record is damaged (not the entry its hash was made "
+                                           "of, or not a record)", done))
+            continue
+        recorded = Artifact.model_validate(entry["data"])
         report.files += sum(1 for f in recorded.resolve(root).rglob("*") if f.is_file()) \
             if recorded.resolve(root).is_dir() else 1
         if recorded.verify(root):
@@ -162,16 +169,16 @@ def _verify_store(store: RunStore, repair: bool) -> Report:
     for record_rel in sorted(records):
         if record_rel in broken:
             continue  # already reported as a lost object
-        entry = json.loads(store.read_bytes(record_rel))
+        entry = read_entry(store.read_bytes(record_rel))
         base = record_rel.removesuffix(".json")
         held = {rel[len(base) + 1:]: ref.sha256 for rel, ref in pointers.items() if rel.startswith(base + "/")}
-        if tree_digest(held) != Artifact.model_validate(entry["data"]).sha256:
+        if entry is None or tree_digest(held) != Artifact.model_validate(entry["data"]).sha256:
             done = None
             if repair:
                 aside.add(record_rel)
                 done = f"set aside in {set_aside_in_store(store, layout, record_rel)}; the next run recomputes it"
-            report.problems.append(Problem(f"{store.location}/{base}", "its files are not the ones its record "
-                                           "lists", done))
+            what = "its record is damaged" if entry is None else "its files are not the ones its record lists"
+            report.problems.append(Problem(f"{store.location}/{base}", what, done))
     report.checkpoints, lost_steps = _verify_store_steps(store, pointers, report, repair)
     if repair:  # what no host could replace: the stage (or step checkpoint) that holds it is redone
         for rel in sorted(broken):
