@@ -53,7 +53,6 @@ from sail_core.stages import (
     real_generation_config,
 )
 from tasks.artifacts import publish_metrics, publish_samples
-from tasks.faults import FaultParameter
 from tasks.run import PipelineRun, hold_run, run_location, tag_flow_run
 
 
@@ -117,15 +116,15 @@ def sail_loop(
     overrides: dict[str, Any] | None = None,
     runs_dir: str = "runs",
     report_dir: str = "report",
-    fault: FaultParameter = None,
+    fault: str | None = None,
 ) -> dict[str, Any]:
     """Run SAIL. ``overrides`` maps dotted config fields to values (``{"reward.k_draws": 4}``);
     ``runs_dir`` may be an fsspec URL; ``report_dir`` (one folder name, inside the run) receives the
     metrics table, plot and sample grid, so several variants can share one run directory (and its
-    cached stages); ``fault`` injects a failure for tests (``tasks.faults``; not a deployment
-    parameter). The run directory is locked while the flow works in it (``sail_core.run.lock``). Before
-    any stage, the preflight (``sail_core.preflight``) checks that the model, every data path, the
-    device and the run directory are there."""
+    cached stages); ``fault`` injects a failure for tests (``tasks.faults``). The run directory is
+    locked while the flow works in it (``sail_core.run.lock``). Before any stage, the preflight
+    (``sail_core.preflight``) checks that the model, every data path, the device and the run directory
+    are there."""
     # a name that becomes a path is one component (a deployment's parameters are not trusted either)
     check_name(report_dir, "report folder name", "report_dir")
     config = resolve_config(preset, config_file, rounds, overrides)

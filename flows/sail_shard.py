@@ -28,14 +28,14 @@ from sail_core.run.layout import RunLayout
 from sail_core.run.runner import prepare
 from sail_core.stages import STAGES
 from tasks.artifact_keys import progress_key
-from tasks.faults import FaultParameter, kill_after
+from tasks.faults import kill_after
 from tasks.progress import StageProgress
 from tasks.transfers import log_transfers
 
 
 @flow(name="sail-shard", flow_run_name="{label}")
 def sail_shard(location: str, config: dict[str, Any], steps: list[dict[str, Any]], shards: list[int],
-               label: str = "shards", fault: FaultParameter = None) -> dict[str, int]:
+               label: str = "shards", fault: str | None = None) -> dict[str, int]:
     """``steps``: ``{"stage", "inputs", "key"}`` each, executed in order for ``shards``. Returns what this
     run moved to and from the run store (bytes and files)."""
     sail_config = SailConfig.model_validate(config)

@@ -8,12 +8,6 @@ of that label (one host of several dies).
 
 from __future__ import annotations
 
-from pydantic.json_schema import SkipJsonSchema
-
-FaultParameter = SkipJsonSchema[str | None]
-"""The type of a flow's ``fault`` parameter: the flow accepts it (tests pass it), but it is left out of
-the flow's parameter schema, so a deployment does not offer it (the UI, ``prefect deployment run``)."""
-
 
 class InjectedFault(RuntimeError):
     """Raised on purpose by ``check_fault``."""
