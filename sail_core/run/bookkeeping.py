@@ -8,7 +8,6 @@ changed since makes the stage run again instead of being trusted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -33,16 +32,6 @@ def sidecar(layout: RunLayout, key: StageKey) -> Path:
     return stage_dir(layout, key).with_suffix(".json")
 
 
-SELF_HASH = "entry_sha256"
-"""The record file's own hash: of its entry without this field, as canonical JSON. A record is read by
-every later run (its counts and paths feed downstream stages), so its bytes are checked too."""
-
-
-def _entry_digest(entry: dict[str, Any]) -> str:
-    body = {k: v for k, v in entry.items() if k != SELF_HASH}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def record_finished(layout: RunLayout, key: StageKey, record: BaseModel) -> dict[str, Any]:
     entry = {
         "stage": key.stage, "group": key.group, "key": key.key, "settings": key.settings,
@@ -50,22 +39,19 @@ def record_finished(layout: RunLayout, key: StageKey, record: BaseModel) -> dict
         "record": record.model_dump(mode="json"),
         "data": Artifact.of(layout.root, stage_dir(layout, key)).model_dump(),
     }
-    entry[SELF_HASH] = _entry_digest(entry)
     write_text(sidecar(layout, key), json.dumps(entry, indent=2), overwrite=True)
     return entry
 
 
 def read_entry(data: bytes | str) -> dict[str, Any] | None:
-    """A stage record's entry, or None when its bytes are damaged: not JSON, not a record, or not the
-    entry its own hash was made of (records written before they carried one are taken as they are)."""
+    """A stage record's entry, or None when its bytes are damaged (not JSON, or not a record): such a
+    stage is set aside and recomputed, never a crash on every later run."""
     try:
         entry = json.loads(data)
         Artifact.model_validate(entry["data"])
+        return entry
     except (ValueError, KeyError, TypeError):  # JSONDecodeError and ValidationError are ValueErrors
         return None
-    if SELF_HASH in entry and entry[SELF_HASH] != _entry_digest(entry):
-        return None
-    return entry
 
 
 def _intact_entry(layout: RunLayout, key: StageKey) -> dict[str, Any] | None:

@@ -94,8 +94,8 @@ def _verify_local(root: Path, repair: bool) -> Report:
         entry = read_entry(record.read_bytes())
         if entry is None:
             done = f"set aside in {set_aside(layout, record)}; the next run recomputes the stage" if repair else None
-            report.problems.append(Problem(str(record), "the record is damaged (not the entry its hash was made "
-                                           "of, or not a record)", done))
+            report.problems.append(Problem(str(record), "the record is damaged (not a readable stage record)",
+                                           done))
             continue
         recorded = Artifact.model_validate(entry["data"])
         report.files += sum(1 for f in recorded.resolve(root).rglob("*") if f.is_file()) \
