@@ -83,7 +83,6 @@ def _truncate(path):
 
 DAMAGE = {
     "flipped trainable": ("trainable.safetensors", _flip, "does not have its recorded SHA-256"),
-    "deleted trainable": ("trainable.safetensors", lambda p: p.unlink(), "is missing"),
 }
 
 
@@ -124,8 +123,9 @@ def test_every_checkpoint_damaged_starts_from_the_initial_weights(runs, tmp_path
 
 @pytest.mark.parametrize("name,damage,problem", [
     ("optimizer.safetensors", _truncate, "does not have its recorded SHA-256 (damaged or changed after it was saved)"),
-    ("state.json", lambda p: p.unlink(), "is missing"), (HASHES_FILE, lambda p: p.unlink(), "is missing")])
-def test_a_truncated_file_a_lost_state_or_lost_hashes_are_passed_over(runs, tmp_path, name, damage, problem):
+    ("trainable.safetensors", lambda p: p.unlink(), "is missing"), ("state.json", lambda p: p.unlink(), "is missing"),
+    (HASHES_FILE, lambda p: p.unlink(), "is missing")])
+def test_a_truncated_or_deleted_file_is_passed_over(runs, tmp_path, name, damage, problem):
     _, interrupted = runs
     steps = tmp_path / "steps"
     shutil.copytree(interrupted, steps)
