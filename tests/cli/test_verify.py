@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import sail_core.io.objects as objects
+from sail_cli.main import main
 from sail_core.config import load_config
 from sail_core.io.remote import RunStore
 from sail_core.run.layout import RunLayout
 from sail_core.run.runner import prepare, run_stage
 from sail_core.training.step_checkpoints import TrainingState, save_checkpoint
-from sail_cli.main import main
 from tests.run.test_runner import ECHO, EchoInputs
 
 

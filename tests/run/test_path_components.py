@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from sail_cli.main import main
 from sail_core.errors import InputError
 from sail_core.evaluation.run_report import write_run_report
 from sail_core.experiments.spec import ExperimentSpec
 from sail_core.run.layout import RunLayout, check_name, check_run_name
-from sail_cli.main import main
 
 ESCAPES = ["../../x", "..", "/abs/olute", "a/b", ".hidden", ""]
 RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
