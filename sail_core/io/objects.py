@@ -76,15 +76,21 @@ class ObjectCache:
         if sha256_file(path) == sha256:
             _VERIFIED[path] = signature
             return True
-        self.drop(sha256, "its bytes no longer hash to its name")
+        self._drop(path, signature)
         return False
 
-    def drop(self, sha256: str, why: str) -> None:
-        """Remove a damaged object (working copies linked to it keep their bytes until replaced)."""
-        path = self.path(sha256)
-        log.warning("host cache: dropped %s (%s); it is fetched again", path, why)
+    @staticmethod
+    def _drop(path: Path, signature: tuple[int, int, int]) -> None:
+        """Remove a damaged object (working copies linked to it keep their bytes until replaced), unless
+        another worker of the host has replaced it since it was hashed."""
         _VERIFIED.pop(path, None)
-        path.unlink(missing_ok=True)
+        try:
+            if _signature(path) == signature:
+                path.unlink()
+                log.warning("host cache: dropped %s (its bytes no longer hash to its name); it is fetched again",
+                            path)
+        except FileNotFoundError:
+            pass
 
     @contextlib.contextmanager
     def _locked(self, sha256: str) -> Iterator[None]:
