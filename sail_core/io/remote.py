@@ -162,7 +162,7 @@ class RunStore:
                 self.remove_object(found.sha256)
             source = self.repair(rel, found)
             if source is None:
-                raise IntegrityError(f"{self.location}/{rel}: its object {self._object(found.sha256)} is {problem}"
+                raise IntegrityError(f"{self.location}/{rel}: its object {self.object_url(found.sha256)} is {problem}"
                                      " and this host holds no good copy")
             data = source.read_bytes()
         self.stats.files_down += 1
