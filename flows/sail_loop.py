@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from sail_core.config import SailConfig, load_config
 from sail_core.preflight import preflight
+from sail_core.run.layout import check_name
 from sail_core.run.lineage import Lineage, ModelRef, base_model
 from sail_core.run.records import (
     CandidatesRecord,
@@ -118,11 +119,14 @@ def sail_loop(
     fault: str | None = None,
 ) -> dict[str, Any]:
     """Run SAIL. ``overrides`` maps dotted config fields to values (``{"reward.k_draws": 4}``);
-    ``runs_dir`` may be an fsspec URL; ``report_dir`` (inside the run) receives the metrics table,
-    plot and sample grid, so several variants can share one run directory (and its cached stages);
-    ``fault`` injects a failure for tests (``tasks.faults``). The run directory is locked while the flow
-    works in it (``sail_core.run.lock``). Before any stage, the preflight (``sail_core.preflight``) checks that
-    the model, every data path, the device and the run directory are there."""
+    ``runs_dir`` may be an fsspec URL; ``report_dir`` (one folder name, inside the run) receives the
+    metrics table, plot and sample grid, so several variants can share one run directory (and its
+    cached stages); ``fault`` injects a failure for tests (``tasks.faults``). The run directory is
+    locked while the flow works in it (``sail_core.run.lock``). Before any stage, the preflight
+    (``sail_core.preflight``) checks that the model, every data path, the device and the run directory
+    are there."""
+    # a name that becomes a path is one component (a deployment's parameters are not trusted either)
+    check_name(report_dir, "report folder name", "report_dir")
     config = resolve_config(preset, config_file, rounds, overrides)
     # a missing file, device or permission fails here, in seconds, not stages later; never retried (an InputError)
     preflight(config, run_location(runs_dir, run_name))

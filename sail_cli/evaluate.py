@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,12 +23,11 @@ from sail_core.config import SailConfig, load_config
 from sail_core.errors import InputError
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.run.keys import StageKey, path_fingerprint
-from sail_core.run.layout import RunLayout
+from sail_core.run.layout import RunLayout, check_name
 from sail_core.run.lineage import ModelRef, base_model
 from sail_core.run.records import EvalRecord
 
 Log = Callable[[str], None]
-LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 BASE_LABEL = "base"
 
 
@@ -171,10 +169,8 @@ def load_prompt_sets(config: SailConfig, specs: Sequence[str]) -> list[EvalPromp
 
 
 def _check_label(label: str) -> str:
-    if not LABEL.fullmatch(label):
-        raise InputError(f"label {label!r} must be letters, digits, '.', '_' or '-' (it names a folder)",
-                         parameter="--checkpoint")
-    return label
+    """A label names the model's evaluation folder: one path component."""
+    return check_name(label, "model label (it names a folder)", "--checkpoint")
 
 
 def _absolute(model: ModelRef, root: Path) -> ModelRef:
@@ -332,6 +328,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     run = Path(args.run) if args.run else None
+    if run is not None and not run.is_dir():
+        raise InputError("the run directory does not exist", file=run)
     config = protocol_config(run, args.preset, args.config, args.set)
     config = with_eval(config, **scorer_settings(config, args.scorer, args.scorer_source, args.scorer_option))
     prompt_sets = load_prompt_sets(config, args.prompts)

@@ -16,6 +16,7 @@ from sail_core.errors import InputError
 from sail_core.evaluation.scoring import build_scorers, score_images
 from sail_core.experiments.aggregate import markdown_table, results_table, summarize_over_seeds, write_results
 from sail_core.experiments.analysis import held_out_human_pairs, selection_agreement, self_reward_accuracy
+from sail_core.experiments.checks import check_experiment
 from sail_core.experiments.comparisons import (
     differences_markdown,
     model_differences,
@@ -125,23 +126,33 @@ def _ranking(spec: ExperimentSpec, seed: int, runs_dir: str) -> list[dict]:
     return [{"seed": seed, **row} for row in rows]
 
 
+def plan_experiment(spec_path: str, seeds: list[int] | None = None, arms: list[str] | None = None,
+                    analyses_only: bool = False, analyses: bool = True
+                    ) -> tuple[ExperimentSpec, list[int], list[str], bool]:
+    """The spec, the seeds, the arms and whether the ranking analysis runs, once every config they need
+    is known to be valid (``check_experiment``: one line per problem, before anything runs)."""
+    spec = ExperimentSpec.load(spec_path)
+    seeds = list(seeds or spec.seeds)
+    arm_names = [] if analyses_only else [a.name for a in spec.arms if not arms or a.name in arms]
+    run_ranking = analyses and bool(spec.analysis.ranking) and (analyses_only or not arms)
+    check_experiment(spec, spec_path, seeds, arms or [], arm_names, analyses, run_ranking)
+    return spec, seeds, arm_names, run_ranking
+
+
 def run_experiment(spec_path: str, out_dir: str, runs_dir: str, seeds: list[int] | None = None,
                    arms: list[str] | None = None, analyses_only: bool = False, analyses: bool = True) -> Path:
     """Run the chosen arms × seeds, then the analyses (``analyses_only``: no arm, only the analyses
     that need none: the ranking estimators'; ``analyses=False``: the arms only, no per-seed analysis).
     Results accumulate in ``out_dir`` across invocations: rows of an earlier invocation are kept unless
     this one recomputes their (arm, seed)."""
-    spec = ExperimentSpec.load(spec_path)
+    spec, seeds, arm_names, run_ranking = plan_experiment(spec_path, seeds, arms, analyses_only, analyses)
     out = Path(out_dir) / spec.name
-    seeds = list(seeds or spec.seeds)
-    arm_names = [] if analyses_only else [a.name for a in spec.arms if not arms or a.name in arms]
     started = time.time()
     rows = _earlier_rows(out, "metrics", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
     accuracy = _earlier_rows(out, "self_reward_accuracy",
                              lambda r: analyses and r["seed"] in seeds and r["arm"] in arm_names)
     agreement = _earlier_rows(out, "selection_agreement",
                               lambda r: analyses and r["seed"] in seeds and spec.analysis.selection_arm in arm_names)
-    run_ranking = analyses and bool(spec.analysis.ranking) and (analyses_only or not arms)
     ranking = _earlier_rows(out, "ranking_agreement", lambda r: run_ranking and r["seed"] in seeds)
     rank_passes = _earlier_rows(out, "ranking_passes", lambda r: r["seed"] in seeds and r["arm"] in arm_names)
     commands = _earlier_commands(out) + [_command(spec_path)]

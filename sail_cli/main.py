@@ -106,13 +106,15 @@ def cmd_world_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from sail_cli.experiment import merge_experiment, run_experiment
+    from sail_cli.experiment import merge_experiment, plan_experiment, run_experiment
     from sail_cli.local_server import prefect_api
 
     if args.merge:
         out = merge_experiment(args.spec, args.out, args.runs_dir, args.merge)
         print(f"results: {out} (merged from {args.merge})")
         return 0
+    # the whole spec is checked before a server starts or an arm runs: every problem, one line each
+    plan_experiment(args.spec, args.seed or None, args.arm or None, args.analyses_only, not args.skip_analyses)
     with prefect_api():  # as sail run: a server started here dies with the command, even on kill -9
         out = run_experiment(args.spec, args.out, args.runs_dir, seeds=args.seed or None, arms=args.arm or None,
                              analyses_only=args.analyses_only, analyses=not args.skip_analyses)
@@ -165,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sail_cli.plan import add_parser as add_plan
 
     add_plan(sub)
+
+    from sail_cli.verify import add_parser as add_verify
+
+    add_verify(sub)
 
     exp = sub.add_parser("experiment", help="run a multi-seed experiment spec (arms x seeds) and tabulate it")
     exp.add_argument("spec", help="an experiment YAML, e.g. experiments/world.yaml")

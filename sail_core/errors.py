@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 
@@ -51,3 +53,39 @@ class TrainingDivergedError(SailError, FloatingPointError):
 
 class NonFiniteLossError(TrainingDivergedError):
     """Training produced a NaN or infinite loss; the newest trusted checkpoint is kept on disk."""
+
+
+class DiskFullError(SailError, OSError):
+    """No space (or quota) left on the file system an artifact was being written to; names the artifact."""
+
+
+class IntegrityError(SailError, OSError):
+    """Bytes that are not the ones recorded for them (a damaged or changed file or stored object)."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DETERMINISTIC_ERRNOS = (*_FULL, errno.EROFS, errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Out of space or quota, also where a library reports it as text (safetensors' Rust I/O errors)."""
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return True
+    text = str(exc)
+    return any(os.strerror(code) in text for code in _FULL) or "StorageFull" in text
+
+
+def disk_full(path: str | Path, exc: BaseException) -> DiskFullError:
+    """The error of a write of ``path`` that ran out of space: the path and what to do, one line."""
+    return DiskFullError(f"{path}: no space left on its file system while writing it ({' '.join(str(exc).split())}"
+                         "); free space (or move the run) and rerun: finished stages are kept")
+
+
+def is_deterministic(exc: BaseException) -> bool:
+    """A retry would fail the same way: an error raised on purpose (bad input, damaged bytes, a diverged
+    loss), a missing file or object, no permission, or no space left. Retrying those only loses time."""
+    if isinstance(exc, SailError):
+        return True
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return True
+    return (isinstance(exc, OSError) and exc.errno in _DETERMINISTIC_ERRNOS) or is_disk_full(exc)

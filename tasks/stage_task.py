@@ -15,7 +15,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import Completed, State
 
 from sail_core.config import SailConfig
-from sail_core.errors import SailError
+from sail_core.errors import is_deterministic
 from sail_core.io.remote import RunStore
 from sail_core.run.layout import RunLayout
 from sail_core.run.records import Record
@@ -29,13 +29,14 @@ from tasks.transfers import log_transfers
 
 
 def _retry_unless_deterministic(task_: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry I/O errors and lost workers; never bad input, a NaN loss or an injected fault."""
+    """Retry I/O errors and lost workers; never bad input, a NaN loss, damaged bytes, a missing file, a full
+    disk or an injected fault (``is_deterministic``: a retry would fail the same way, seconds later)."""
     try:
         state.result()
-    except (SailError, InjectedFault):
+    except InjectedFault:
         return False
-    except Exception:  # noqa: BLE001 - anything else may be transient
-        return True
+    except Exception as exc:  # noqa: BLE001 - anything else may be transient
+        return not is_deterministic(exc)
     return False
 
 
@@ -51,8 +52,8 @@ def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str
     record = prepared.finished()
     group = prepared.key.group
     if prepared.set_aside is not None:
-        get_run_logger().warning("%s %s: its files changed after it finished; moved to %s and recomputing",
-                                 stage, group, prepared.set_aside)
+        get_run_logger().warning("%s %s: its files changed or were lost after it finished; moved to %s and "
+                                 "recomputing", stage, group, prepared.set_aside)
     if record is not None:
         return Completed(data=record, name="Cached", message=f"finished earlier: {layout.rel(prepared.out_dir)}")
     check_fault(fault, stage, group)

@@ -17,7 +17,7 @@ from sail_core.images import encode_png
 from sail_core.io.atomic import write_bytes, write_text
 from sail_core.io.tables import read_table, write_table
 from sail_core.run.bookkeeping import manifest
-from sail_core.run.layout import RunLayout
+from sail_core.run.layout import RunLayout, check_name
 from sail_core.run.lineage import ModelRef
 from sail_core.run.records import EvalRecord
 
@@ -178,7 +178,7 @@ def write_run_report(layout: RunLayout, report_dir: str, evaluations: Sequence[E
     the config, and ``models.json`` (each evaluated model's label, checkpoint and identity, which
     ``sail evaluate`` reads); and ``<run>/manifest.json``, every finished stage of the run."""
     root = layout.root
-    report = root / report_dir
+    report = root / check_name(report_dir, "report folder name", "report_dir")
     write_metrics(evaluations, report / "metrics.parquet")
     if metric_names(evaluations):
         plot_metrics(evaluations, report / "metrics.png")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sail_core.config import read_yaml_mapping
 from sail_core.errors import InputError
 from sail_core.experiments.ranking import RankingSetting
+from sail_core.run.layout import check_name
 
 
 class Arm(BaseModel):
@@ -24,6 +25,12 @@ class Arm(BaseModel):
     rounds: int = Field(ge=0)
     overrides: dict[str, Any] = {}
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, name: str) -> str:
+        """An arm names its report folder in the seed's run (``report-<arm>``)."""
+        return check_name(name, "arm name")
 
 
 class Analysis(BaseModel):
@@ -72,6 +79,12 @@ class ExperimentSpec(BaseModel):
     """Applied to every arm (before the arm's own overrides)."""
     arms: tuple[Arm, ...] = ()
     analysis: Analysis = Analysis()
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, name: str) -> str:
+        """The experiment names its folders under ``--runs-dir`` and ``--out``."""
+        return check_name(name, "experiment name")
 
     @model_validator(mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from sail_core.io.atomic import write_text
+from sail_core.io.remote import RunStore
 from sail_core.run.keys import StageKey
 from sail_core.run.layout import Artifact, RunLayout
 
@@ -42,12 +43,23 @@ def record_finished(layout: RunLayout, key: StageKey, record: BaseModel) -> dict
     return entry
 
 
+def read_entry(data: bytes | str) -> dict[str, Any] | None:
+    """A stage record's entry, or None when its bytes are damaged (not JSON, or not a record): such a
+    stage is set aside and recomputed, never a crash on every later run."""
+    try:
+        entry = json.loads(data)
+        Artifact.model_validate(entry["data"])
+        return entry
+    except (ValueError, KeyError, TypeError):  # JSONDecodeError and ValidationError are ValueErrors
+        return None
+
+
 def _intact_entry(layout: RunLayout, key: StageKey) -> dict[str, Any] | None:
     path = sidecar(layout, key)
     if not path.exists():
         return None
-    entry = json.loads(path.read_text())
-    return entry if Artifact.model_validate(entry["data"]).verify(layout.root) else None
+    entry = read_entry(path.read_bytes())
+    return entry if entry is not None and Artifact.model_validate(entry["data"]).verify(layout.root) else None
 
 
 def is_finished(layout: RunLayout, key: StageKey) -> bool:
@@ -68,12 +80,42 @@ def set_aside_if_changed(layout: RunLayout, key: StageKey) -> Path | None:
     record = sidecar(layout, key)
     if not record.exists() or is_finished(layout, key):
         return None
-    aside = layout.root / ".changed" / f"{key.group}-{key.stage}-{key.key[:8]}-{time.time_ns()}"
+    return set_aside(layout, record)
+
+
+CHANGED_DIR = ".changed"
+"""Where stages whose files changed or were lost after they finished are moved (kept, never trusted)."""
+
+
+def aside_rel(record: str | Path) -> str:
+    """``.changed/<group>-<stage>-<key>-<time>`` for the stage whose record is ``<group>/<stage>-<key>.json``."""
+    record = Path(record)
+    return f"{CHANGED_DIR}/{record.parent.name}-{record.stem}-{time.time_ns()}"
+
+
+def set_aside(layout: RunLayout, record: Path) -> Path:
+    """Move a finished stage's directory and record (``record``: its path) to ``.changed/``, so that it
+    recomputes from nothing; returns where they went."""
+    aside = layout.root / aside_rel(record)
     aside.mkdir(parents=True)
-    if stage_dir(layout, key).exists():
-        os.replace(stage_dir(layout, key), aside / "data")
-    os.replace(record, aside / "record.json")
+    if record.with_suffix("").exists():
+        os.replace(record.with_suffix(""), aside / "data")
+    if record.exists():
+        os.replace(record, aside / "record.json")
     return aside
+
+
+def set_aside_in_store(store: RunStore, layout: RunLayout, record_rel: str) -> str:
+    """:func:`set_aside` for a run with a remote store: the stage's pointers move there (the objects stay),
+    and its directory in the working copy, if any, moves here; returns the store's location of it."""
+    base, aside = record_rel.removesuffix(".json"), aside_rel(record_rel)
+    held = [rel for rel in store.listing(base) if rel.startswith(base + "/")]
+    store.move({**{rel: f"{aside}/data/{rel[len(base) + 1:]}" for rel in held},
+                **({record_rel: f"{aside}/record.json"} if store.listing(record_rel) else {})})
+    if (layout.root / base).exists():
+        (layout.root / aside).mkdir(parents=True)
+        os.replace(layout.root / base, layout.root / aside / "data")
+    return f"{store.location}/{aside}"
 
 
 def manifest(layout: RunLayout) -> list[dict[str, Any]]:

@@ -18,16 +18,23 @@ from pydantic import BaseModel, ConfigDict
 from sail_core.errors import InputError
 from sail_core.io.atomic import sha256_tree
 
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-RUN_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
+
+
+def check_name(name: object, what: str = "run name", parameter: str | None = None) -> str:
+    """The one check of every name that becomes a path component (a run, a report folder, an experiment
+    or one of its arms): one component, so ``../x``, ``a/b`` or ``/abs`` cannot put what is written
+    under that name anywhere but inside its parent directory. Raises an :class:`InputError` of one line."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise InputError(f"{name!r} is not {article} {what}: use {NAME_RULE}", parameter=parameter)
+    return name
 
 
 def check_run_name(name: str) -> str:
-    """A run name is one path component inside the runs directory: ``../x``, ``a/b`` or ``/abs`` would
-    put the run (and everything it writes) somewhere else."""
-    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise InputError(f"{name!r} is not a run name: use {RUN_NAME_RULE}", parameter="run_name")
-    return name
+    """A run name is one path component inside the runs directory."""
+    return check_name(name, "run name", "run_name")
 
 
 class Artifact(BaseModel):

@@ -14,9 +14,8 @@ what the stage's ``reads`` asks for), and a finished stage's directory and recor
 
 from __future__ import annotations
 
-import json
-import os
-import time
+import logging
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,19 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from sail_core.config import SailConfig
+from sail_core.errors import IntegrityError
 from sail_core.io.atomic import tree_digest
 from sail_core.io.remote import RunStore
 from sail_core.models.checkpoint import UnetCheckpoint
-from sail_core.run.bookkeeping import finished_record, record_finished, set_aside_if_changed, sidecar, stage_dir
+from sail_core.run.bookkeeping import (
+    finished_record,
+    read_entry,
+    record_finished,
+    set_aside_if_changed,
+    set_aside_in_store,
+    sidecar,
+    stage_dir,
+)
 from sail_core.run.code_identity import code_digest
 from sail_core.run.keys import StageKey, input_fingerprints
 from sail_core.run.layout import Artifact, RunLayout
@@ -36,6 +44,8 @@ from sail_core.run.records import Record
 from sail_core.run.stage import Progress, Stage, StageContext, StageInputs, no_progress, use_threads
 
 R = TypeVar("R", bound=Record)
+
+log = logging.getLogger(__name__)
 
 
 def stage_key(stage: Stage, config: SailConfig, inputs: StageInputs) -> StageKey:
@@ -75,23 +85,28 @@ class PreparedStage(Generic[R]):
         return finished_record(self.layout, self.key, self.stage.record)
 
     def _finished_in_store(self) -> R | None:
+        """Finished when the store holds the record, pointers with the recorded hash, and every object
+        they name (with its size; an object lost since is first replaced from a good copy on this host).
+        Otherwise the stage is set aside there and recomputed: a lost object is never left for a later
+        stage to trip over."""
         store, record_rel = self.store, self.layout.rel(sidecar(self.layout, self.key))
-        data = store.read_bytes(record_rel)
+        base = self.layout.rel(self.out_dir)
+        try:
+            data = store.read_bytes(record_rel)
+        except IntegrityError:  # the record's own object is lost: nothing says what the stage made
+            data = b""
         if data is None:
             return None
-        entry = json.loads(data)
-        recorded = Artifact.model_validate(entry["data"])
-        held = store.listing(recorded.path)
-        if tree_digest({rel[len(recorded.path) + 1:]: ref.sha256 for rel, ref in held.items()}) == recorded.sha256:
-            return self.stage.record.model_validate(entry["record"])
-        # the store's copy changed since it finished: set it aside there (pointers only) and here
-        aside = f".changed/{self.key.group}-{self.key.stage}-{self.key.key[:8]}-{time.time_ns()}"
-        moved = {rel: f"{aside}/data/{rel[len(recorded.path) + 1:]}" for rel in held}
-        store.move({**moved, record_rel: f"{aside}/record.json"})
-        if self.out_dir.exists():
-            (self.layout.root / aside).mkdir(parents=True)
-            os.replace(self.out_dir, self.layout.root / aside / "data")
-        self.set_aside = f"{store.location}/{aside}"
+        held = store.listing(base)
+        entry = read_entry(data) if data else None
+        if entry is not None:
+            recorded = Artifact.model_validate(entry["data"])
+            digest = tree_digest({rel[len(base) + 1:]: ref.sha256 for rel, ref in held.items()})
+            if digest == recorded.sha256 and all(store.stored_problem(ref) is None or store.repair(rel, ref)
+                                                 for rel, ref in held.items()):
+                return self.stage.record.model_validate(entry["record"])
+        # the store's copy changed or lost objects since it finished: set it aside there (pointers only) and here
+        self.set_aside = set_aside_in_store(store, self.layout, record_rel)
         return None
 
     def execute(self, progress: Progress = no_progress, shards: Sequence[int] | None = None) -> R | None:
@@ -119,9 +134,23 @@ class PreparedStage(Generic[R]):
         finish (resuming from what any host left there); then the stage's own ``reads``, batch by batch."""
         self.store.pull(input_files(self.inputs))
         if ctx.shards is None:
-            self.store.pull([self.out_dir])
+            self._pull_resume_state()
         for batch in self.stage.reads(ctx, self.inputs) if self.stage.reads else ():
             self.store.pull(batch)
+
+
+    def _pull_resume_state(self) -> None:
+        """What earlier attempts left in the stage's directory. Where an object of it is lost, the partial
+        work cannot be trusted as a whole (a shard's table without its tensors would count as done): it
+        is dropped, here and in the store, and the stage starts afresh instead of failing on every rerun."""
+        try:
+            self.store.pull([self.out_dir])
+        except IntegrityError as exc:
+            log.warning("%s %s: dropping its partial work, which lost an object (%s)", self.stage.name,
+                        self.key.group, exc)
+            self.store.forget(list(self.store.listing(self.layout.rel(self.out_dir))))
+            shutil.rmtree(self.out_dir)
+            self.out_dir.mkdir(parents=True)
 
 
 def input_files(inputs: Any) -> list[str]:

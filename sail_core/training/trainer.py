@@ -10,6 +10,7 @@ run resumed from the checkpoint of step ``s`` continues exactly as an uninterrup
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +35,12 @@ from sail_core.training.step_checkpoints import (
     TrainingState,
     list_checkpoints,
     load_checkpoint,
+    newest_good_checkpoint,
     save_checkpoint,
     set_aside_from,
 )
+
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 """``on_step(step, total_steps, metrics)`` after every optimizer step."""
@@ -47,6 +51,8 @@ class TrainResult:
     steps: int
     resumed_from: int
     metrics: list[dict[str, float]]
+    damaged: tuple[str, ...] = ()
+    """One line per damaged step checkpoint that was passed over (``Resumable.describe``)."""
 
 
 def total_steps(config: TrainConfig, n_pairs: int) -> int:
@@ -101,6 +107,7 @@ class DpoTrainer:
         # the policy's forward must go through the prepared (e.g. DDP-wrapped) module to sync gradients
         denoisers.policy_module = self.policy_module
         self.order = pair_order(len(dataset), self.total_steps * config.effective_batch_pairs, config.seed)
+        self.damaged: tuple[str, ...] = ()
         self.guard = DivergenceGuard(config.divergence_loss_spike, config.divergence_grad_spike,
                                      config.divergence_weight_growth)
 
@@ -140,10 +147,15 @@ class DpoTrainer:
         }
 
     def _resume(self) -> tuple[int, list[dict[str, float]]]:
-        checkpoints = list_checkpoints(self.steps_dir)
-        if not checkpoints:
+        """From the newest step checkpoint whose files have their recorded hashes (a damaged newer one is
+        set aside and logged, never resumed from silently)."""
+        resumable = newest_good_checkpoint(self.steps_dir, set_aside=self.accelerator.is_main_process)
+        self.damaged = tuple(resumable.describe())
+        for line in self.damaged:
+            log.warning("%s", line)
+        if resumable.checkpoint is None:
             return 0, []
-        state = load_checkpoint(checkpoints[-1], self.denoisers.policy_unet, self.optimizer)
+        state = load_checkpoint(resumable.checkpoint, self.denoisers.policy_unet, self.optimizer)
         self.schedule.load_state_dict(state.lr_schedule)
         return state.step, state.metrics
 
@@ -206,4 +218,4 @@ class DpoTrainer:
                                         keep=self.config.keep_checkpoints)
                 if self.on_checkpoint is not None:
                     self.on_checkpoint(saved)
-        return TrainResult(steps=self.total_steps, resumed_from=start, metrics=history)
+        return TrainResult(steps=self.total_steps, resumed_from=start, metrics=history, damaged=self.damaged)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -30,9 +31,9 @@ from sail_core.models.tokenizer import cached_clip_tokenizer
 from sail_core.preflight import cuda_device_problems
 from sail_core.training.step_checkpoints import (
     TrainingState,
-    list_checkpoints,
     load_checkpoint,
     load_extra_tensors,
+    newest_good_checkpoint,
     save_checkpoint,
 )
 from sail_core.world.grammar import UnsaidProbabilities
@@ -139,11 +140,13 @@ class _Checkpoints:
 
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: Ema,
                rng: np.random.Generator, generator: torch.Generator) -> tuple[int, list[dict]]:
-        saved = list_checkpoints(self.folder)
-        if not saved:
+        resumable = newest_good_checkpoint(self.folder)
+        for line in resumable.describe():
+            logging.getLogger(__name__).warning("%s", line)
+        if resumable.checkpoint is None:
             return 0, []
-        state = load_checkpoint(saved[-1], model, optimizer)
-        tensors = load_extra_tensors(saved[-1])
+        state = load_checkpoint(resumable.checkpoint, model, optimizer)
+        tensors = load_extra_tensors(resumable.checkpoint)
         with torch.no_grad():
             for i, shadow in enumerate(ema.shadow):
                 shadow.copy_(tensors[f"ema/{i}"])

@@ -7,11 +7,13 @@ transformers 4 (a tensor) and 5 (an output object); the computation is the same.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 from transformers import CLIPConfig, CLIPModel
 
+from sail_core.errors import InputError
 from sail_core.evaluation.scorers.loading import pretrained_error
 
 try:  # transformers 5 names the PIL/numpy processor explicitly; in 4.x it is the default class.
@@ -42,11 +44,21 @@ def rowwise_cosine(image_features: torch.Tensor, text_features: torch.Tensor) ->
     return (unit(image_features.float()) * unit(text_features.float())).sum(dim=-1)
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+"""Where a local CLIP folder keeps its weights, in the order transformers looks for them."""
+
+
 def load_clip_model(source: str | Path, parameter: str) -> CLIPModel:
     try:
         model = CLIPModel.from_pretrained(str(source))
-    except (OSError, ValueError) as exc:
-        raise pretrained_error("a CLIP model", source, exc, parameter) from exc
+    except Exception as exc:  # noqa: BLE001 - transformers and torch raise many types (a refused pickle, too)
+        folder = Path(source)
+        weights = next((folder / f for f in WEIGHT_FILES if (folder / f).is_file()), None) if folder.is_dir() else None
+        if isinstance(exc, pickle.UnpicklingError):  # torch's text would suggest loading it with code execution
+            raise InputError("the weights are a pickle that cannot be read as tensors only (loading it would run "
+                             "code); re-save them as safetensors from a trusted environment",
+                             file=weights or source, parameter=parameter) from exc
+        raise pretrained_error("a CLIP model", weights or source, exc, parameter) from exc
     # float32 master weights whatever the checkpoint stores; lower precision is autocast's job.
     return frozen(model.float())
 
