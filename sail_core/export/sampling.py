@@ -16,7 +16,7 @@ from sail_core.algorithm.sampler import sample_latents
 from sail_core.errors import InputError
 from sail_core.export.run_contents import BASE_LABEL, FinishedRun, RunModel, fetch_weights
 from sail_core.images import image_grid, tensor_to_uint8
-from sail_core.models.bundle import load_bundle
+from sail_core.models.bundle import cached_bundle
 from sail_core.models.denoisers import load_policy
 
 MAX_SEEDS = 64
@@ -51,7 +51,7 @@ def sample_images(run: FinishedRun, model: RunModel, prompts: Sequence[str], see
         raise InputError("no prompts: pass --prompt TEXT (repeatable)", parameter="--prompt")
     config = run.config
     fetch_weights(run, model)
-    bundle = load_bundle(config.model, device)
+    bundle = cached_bundle(config.model, device)  # the frozen parts, once per process and model
     denoisers = load_policy(config.model, run.root, model.ref.checkpoint, device)
     cond = bundle.prompt_encoder.encode(list(prompts))
     rows = [p for p in range(len(prompts)) for _ in seeds]
