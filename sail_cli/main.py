@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if exported:
         location = f"{args.runs_dir.rstrip('/')}/{args.run_name}"
         print(f"export:        {exported['folder']} ({exported['label']}, {exported['chosen_by']})\n"
-              f"try:          sail sample {location} --model {exported['label']} --prompt "
+              f"try:           sail sample {location} --model {exported['label']} --prompt "
               f"{shlex.quote(_example_prompt(overrides, args))} --seeds 0-3 --out grid.png")
     return 0
 

@@ -60,7 +60,6 @@ def export_model(run: FinishedRun, out: str | Path, options: ExportConfig, *, ov
     """Write the model ``options.model`` of ``run`` to ``out``. ``location``: what the card's snippet loads
     (a Hub repo id the folder will be uploaded to; default ``out`` as given)."""
     out = Path(out)
-    check_destination(out, run, overwrite)
     chosen = run.choose(options.model, options.metric)
     model, config = chosen.model, run.config.model
     checkpoint = model.ref.checkpoint
@@ -70,6 +69,7 @@ def export_model(run: FinishedRun, out: str | Path, options: ExportConfig, *, ov
     if checkpoint.kind == "full" and (options.fuse or options.format != "diffusers"):
         raise InputError("--fuse and --format kohya apply to LoRA runs: this run fine-tuned the whole UNet, whose "
                          "export is a complete pipeline already", parameter="--format" if not options.fuse else "--fuse")
+    check_destination(out, run, overwrite)
     fetch_weights(run, model)
     fuse = options.fuse or is_pixel(config)  # a pixel-space pipeline has no LoRA loader: always fused
     kind = "full" if checkpoint.kind == "full" else ("fused" if fuse else "lora")

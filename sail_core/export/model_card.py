@@ -104,7 +104,7 @@ def build_card(facts: CardFacts) -> str:
         *([f"`{facts.kohya_file}` holds the same LoRA with Kohya-style keys (`lora_unet_…`, `alpha` = rank), "
            "for ComfyUI, AUTOMATIC1111 and other Kohya-style loaders.", ""] if facts.kohya_file else []),
     ])
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")).rstrip("\n") + "\n"
 
 
 def _what(facts: CardFacts, base: str | None) -> str:
@@ -130,8 +130,8 @@ def _lineage(config: SailConfig, label: str) -> str:
         "| | |", "|---|---|",
         f"| base model | `{config.model.source}` ({config.model.family}, {config.model.resolution}px) |",
         f"| training | {'LoRA rank ' + str(config.model.lora.rank) + ', alpha ' + format(config.model.lora.alpha, 'g') if config.model.train_mode == 'lora' else 'full fine-tuning of the UNet'} |",
-        f"| iteration 0 | Diffusion-DPO on {config.seed_data.seed_size} human seed pairs (seed-set size), "
-        f"β = {seed.beta:g}, learning rate {seed.learning_rate:g} |",
+        f"| seed set | {config.seed_data.seed_size} human preference pairs (at most) |",
+        f"| iteration 0 | Diffusion-DPO on the seed set, β = {seed.beta:g}, learning rate {seed.learning_rate:g} |",
         f"| SAIL rounds | {rounds if rounds is not None else '?'} of the run's {config.rounds} |",
         f"| prompts per round | {', '.join(str(n) for n in config.prompts.per_round[: config.rounds])} |",
         f"| candidates per prompt (N) | {gen.n_candidates} |",
