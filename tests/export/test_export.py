@@ -365,3 +365,22 @@ def test_sail_sample_writes_a_grid_of_prompts_by_seeds(lora_sd15, tmp_path, caps
 
     width, height = Image.open(out).size
     assert width > height  # 3 seeds across, 2 prompts down
+
+
+def test_a_run_in_object_storage_exports_from_its_url(lora_sd15, tmp_path, monkeypatch):
+    """``RUN_DIR`` may be the run's fsspec URL: the report, records and the model's adapters are pulled into a
+    working copy of the export's own; the store is only read."""
+    from sail_core.io.remote import RunStore
+
+    _, _, run_dir = lora_sd15
+    monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "cache"))
+    location = "memory://export-tests/run"
+    RunStore(location, local=run_dir).push([run_dir])
+    held = set(RunStore(location, local=tmp_path / "peek").listing())
+    out = tmp_path / "export"
+    result = export_model(open_run(location), out, ExportConfig(model="best"))
+    assert result.label == "round-01" and (out / LORA_FILE).is_file()
+    local = tmp_path / "local-export"
+    export_model(open_run(str(run_dir)), local, ExportConfig(model="best"))
+    assert (out / LORA_FILE).read_bytes() == (local / LORA_FILE).read_bytes()
+    assert set(RunStore(location, local=tmp_path / "peek").listing()) == held
