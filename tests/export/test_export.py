@@ -88,13 +88,13 @@ def _trained(run: Path, round_index: int, checkpoint: UnetCheckpoint, weights: P
     return ref
 
 
-def lora_run(run: Path, family: str, base: Path) -> Path:
+def lora_run(run: Path, family: str, base: Path, config=None) -> Path:
     """Two LoRA rounds: rank 4 alpha 4, then rank 2 alpha 3 (scale 1.5, so a merge that forgot the scales fails)."""
     from diffusers import UNet2DConditionModel
 
-    config = tiny_config(family, base, Path("pairs.parquet"), Path("pool.txt"), train_mode="lora", rounds=2,
-                         **{"eval.sampler": SAMPLER})
-    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+    config = config or tiny_config(family, base, Path("pairs.parquet"), Path("pool.txt"), train_mode="lora",
+                                   rounds=2, **{"eval.sampler": SAMPLER})
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=torch.float32)
     models, adapters = [("base", ModelRef(checkpoint=UnetCheckpoint(), identity="base"))], ()
     for round_index, settings in enumerate([LoraSettings(rank=4, alpha=4), LoraSettings(rank=2, alpha=3)]):
         name = f"round{round_index}"
@@ -275,6 +275,19 @@ def test_a_pixel_space_model_exports_as_a_pipeline_its_class_loads(tmp_path):
     sail = as_numpy(sample_images(run, run.model("round-00"), prompts, seeds))
     base_images = as_numpy(sample_images(run, run.model("base"), prompts, seeds))
     assert_same_and_not_base(drawn, sail, base_images)
+
+    # a LoRA lineage of a pixel-space model: fused into the UNet (the pipeline has no LoRA loader)
+    lora_config = load_config("world", {"rounds": 2, "model.train_mode": "lora"})
+    run = open_run(str(lora_run(tmp_path / "lora-run", "sd15", base, lora_config)))
+    fused = tmp_path / "fused"
+    assert export_model(run, fused, ExportConfig(model="round-01")).kind == "fused"
+    pipe = PixelDiffusionPipeline.from_pretrained(fused)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    drawn = pipe(prompts[:1], num_inference_steps=sampler.steps, guidance_scale=sampler.guidance_scale,
+                 output_type="np", generator=[torch.Generator().manual_seed(seeds[0])]).images
+    sail = as_numpy(sample_images(run, run.model("round-01"), prompts[:1], seeds[:1]))
+    assert_same_and_not_base(drawn, sail, base_images[:1])
 
 
 def _card(folder: Path) -> tuple[dict, str]:
