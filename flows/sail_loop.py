@@ -171,7 +171,8 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
     report = run.report(report_dir, evaluations, evaluated)
     print((report / "metrics.txt").read_text())
     exported = None
-    if config.export.enabled and len(evaluated) > 1:  # the chosen model out of the run: a folder diffusers loads, with its card
+    # the chosen model out of the run: a folder diffusers loads, with its card (once something was trained)
+    if config.export.enabled and len(evaluated) > 1:
         record = run.export(evaluations, evaluated)
         location = run.export_location(record)
         publish_export(run.run_name, record, location, run.location)

@@ -68,7 +68,7 @@ def export_model(run: FinishedRun, out: str | Path, options: ExportConfig, *, ov
         raise InputError(f"{model.label} is the base model itself: nothing to export", parameter="--model")
     if checkpoint.kind == "full" and (options.fuse or options.format != "diffusers"):
         raise InputError("--fuse and --format kohya apply to LoRA runs: this run fine-tuned the whole UNet, whose "
-                         "export is a complete pipeline already", parameter="--format" if not options.fuse else "--fuse")
+                         "export is a complete pipeline already", parameter="--fuse" if options.fuse else "--format")
     check_destination(out, run, overwrite)
     fetch_weights(run, model)
     fuse = options.fuse or is_pixel(config)  # a pixel-space pipeline has no LoRA loader: always fused

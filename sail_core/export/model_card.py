@@ -108,7 +108,8 @@ def build_card(facts: CardFacts) -> str:
 
 
 def _what(facts: CardFacts, base: str | None) -> str:
-    base_text = f"[`{base}`](https://huggingface.co/{base})" if base else f"the local model `{Path(facts.base_source).name}`"
+    base_text = (f"[`{base}`](https://huggingface.co/{base})" if base
+                 else f"the local model `{Path(facts.base_source).name}`")
     if facts.kind == "lora":
         return (f"A LoRA (rank {facts.lora_rank}, alpha = rank: the scale is in the weights) for {base_text}, "
                 "aligned with SAIL (self-amplified iterative preference learning with Diffusion-DPO). Every "
@@ -126,10 +127,13 @@ def _round_number(label: str) -> int | None:
 def _lineage(config: SailConfig, label: str) -> str:
     rounds = _round_number(label)
     seed, train, gen = config.seed_train, config.round_train, config.generate
+    lora = config.model.lora
+    training = (f"LoRA rank {lora.rank}, alpha {lora.alpha:g}" if config.model.train_mode == "lora"
+                else "full fine-tuning of the UNet")
     lines = [
         "| | |", "|---|---|",
         f"| base model | `{config.model.source}` ({config.model.family}, {config.model.resolution}px) |",
-        f"| training | {'LoRA rank ' + str(config.model.lora.rank) + ', alpha ' + format(config.model.lora.alpha, 'g') if config.model.train_mode == 'lora' else 'full fine-tuning of the UNet'} |",
+        f"| training | {training} |",
         f"| seed set | {config.seed_data.seed_size} human preference pairs (at most) |",
         f"| iteration 0 | Diffusion-DPO on the seed set, β = {seed.beta:g}, learning rate {seed.learning_rate:g} |",
         f"| SAIL rounds | {rounds if rounds is not None else '?'} of the run's {config.rounds} |",
@@ -202,14 +206,16 @@ def load_snippet(facts: CardFacts) -> str:
             f"guidance_scale={sampler.guidance_scale:g}{eta}).images[0]",
             'image.save("sample.png")',
         ])
-    lines = ["import torch", f"from diffusers import {facts.pipeline_class if facts.kind == 'lora' else 'DiffusionPipeline'}, "
-             f"{scheduler}" + (", AutoencoderKL" if facts.kind == "lora" and config.model.vae_source else ""), ""]
+    loader = facts.pipeline_class if facts.kind == "lora" else "DiffusionPipeline"
+    vae = ", AutoencoderKL" if facts.kind == "lora" and config.model.vae_source else ""
+    lines = ["import torch", f"from diffusers import {loader}, {scheduler}{vae}", ""]
     if facts.kind == "lora":
         extra = ""
         if config.model.vae_source:
             lines.append(f"vae = AutoencoderKL.from_pretrained({config.model.vae_source!r}, torch_dtype={dtype})")
             extra = ", vae=vae"
-        lines += [f"pipe = {facts.pipeline_class}.from_pretrained({config.model.source!r}, torch_dtype={dtype}{extra})",
+        lines += [f"pipe = {facts.pipeline_class}.from_pretrained({config.model.source!r}, "
+                  f"torch_dtype={dtype}{extra})",
                   f"pipe.load_lora_weights({facts.location!r})"]
     else:
         variant = "" if facts.dtype == "fp32" else f", variant={facts.dtype!r}"

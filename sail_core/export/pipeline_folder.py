@@ -167,7 +167,8 @@ def load_pixel_pipeline(config: ModelConfig, unet=None):
                                                        use_safetensors=True, **kwargs),
             tokenizer=CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs))
     except OSError as exc:
-        raise InputError(f"cannot load the base model ({' '.join(str(exc).split())})", parameter="model.source") from exc
+        raise InputError(f"cannot load the base model ({' '.join(str(exc).split())})",
+                         parameter="model.source") from exc
 
 
 def write_pixel_fused(folder: Path, config: ModelConfig, merged: MergedLora, dtype: ExportDType) -> None:
