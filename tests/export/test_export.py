@@ -256,7 +256,7 @@ def test_a_pixel_space_model_exports_as_a_pipeline_its_class_loads(tmp_path):
     from sail_core.export.pixel_pipeline import PixelDiffusionPipeline
     from sail_core.io.paths import local_path
 
-    config = load_config("world", {"rounds": 0})
+    config = load_config("world", {"rounds": 0, "eval.sampler.steps": 4})
     base = Path(local_path(config.model.source))
     run = open_run(str(full_run(tmp_path / "run", "sd15", base, config)))
     out = tmp_path / "export"
@@ -277,7 +277,7 @@ def test_a_pixel_space_model_exports_as_a_pipeline_its_class_loads(tmp_path):
     assert_same_and_not_base(drawn, sail, base_images)
 
     # a LoRA lineage of a pixel-space model: fused into the UNet (the pipeline has no LoRA loader)
-    lora_config = load_config("world", {"rounds": 2, "model.train_mode": "lora"})
+    lora_config = load_config("world", {"rounds": 2, "model.train_mode": "lora", "eval.sampler.steps": 4})
     run = open_run(str(lora_run(tmp_path / "lora-run", "sd15", base, lora_config)))
     fused = tmp_path / "fused"
     assert export_model(run, fused, ExportConfig(model="round-01")).kind == "fused"
