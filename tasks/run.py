@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from sail_core.config import SailConfig
-from sail_core.evaluation.run_report import write_run_report
+from sail_core.evaluation.run_report import write_manifest, write_run_report
 from sail_core.io.remote import RunStore
 from sail_core.run.layout import Artifact, RunLayout, check_run_name
 from sail_core.run.lineage import ModelRef
@@ -126,8 +126,13 @@ class PipelineRun(BaseModel):
         return report
 
     def export(self, evaluations: Sequence[EvalRecord], models: Sequence[ModelRef]) -> ExportRecord:
-        """The chosen model (``export.model``) as a folder diffusers loads, in ``<run>/export/``."""
-        return self.stage(EXPORT, ExportInputs(models=tuple(models), evaluations=tuple(evaluations)))
+        """The chosen model (``export.model``) as a folder diffusers loads, in ``<run>/export/``; the run's
+        manifest, written with the report before it, then lists it too."""
+        record = self.stage(EXPORT, ExportInputs(models=tuple(models), evaluations=tuple(evaluations)))
+        store = self.store
+        store.pull(store.records())
+        store.push([write_manifest(self.layout)])
+        return record
 
     def export_location(self, record: ExportRecord) -> str:
         """Where the export is: a local path (absolute), or its URL in the run's store."""
