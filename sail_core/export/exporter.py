@@ -99,7 +99,8 @@ def export_model(run: FinishedRun, out: str | Path, options: ExportConfig, *, ov
             kohya_file=KOHYA_FILE if kind == "lora" and options.format == "kohya" else None,
             samples=SAMPLES_FILE if samples.is_file() else None)
         write_text(tmp / CARD_FILE, build_card(facts))
-        info = {"run": run.name, "model": model.label, "kind": kind, "chosen_by": chosen.reason,
+        info = {**({"run": run.name} if run.name else {}), "model": model.label, "kind": kind,
+                "chosen_by": chosen.reason,
                 "metric": chosen.metric, "identity": model.ref.identity, "lora_rank": rank,
                 "format": options.format, "dtype": options.dtype,
                 "metrics": {m.label: m.metrics for m in run.models}}

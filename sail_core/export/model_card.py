@@ -60,7 +60,7 @@ class CardFacts:
     """What the card says; every value comes from the run or the export."""
 
     config: SailConfig
-    run_name: str
+    run_name: str | None
     label: str
     chosen_by: str
     kind: str
@@ -90,9 +90,10 @@ def build_card(facts: CardFacts) -> str:
     tags = [t for t in TAGS if t != "lora" or facts.kind == "lora"] + list(facts.extra_tags)
     data = ModelCardData(base_model=base, library_name="diffusers", license=facts.license, tags=tags,
                          pipeline_tag="text-to-image")
+    title, run = (f"{facts.run_name}: ", f" `{facts.run_name}`") if facts.run_name else ("SAIL ", "")
     body = "\n".join([
-        f"# {facts.run_name}: {facts.label}", "",
-        f"{_what(facts, base)} It is **{facts.label}** of the SAIL run `{facts.run_name}`, {facts.chosen_by}.", "",
+        f"# {title}{facts.label}", "",
+        f"{_what(facts, base)} It is **{facts.label}** of the SAIL run{run}, {facts.chosen_by}.", "",
         "## How it was made", "", _lineage(facts.config, facts.label), "",
         "## Metrics", "", _metrics(facts), "",
         *(["## Samples", "", _samples_caption(facts.metrics), "", f"![samples]({facts.samples})", ""]

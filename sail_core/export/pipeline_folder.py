@@ -69,12 +69,31 @@ def write_lora(folder: Path, config: ModelConfig, merged: MergedLora, dtype: Exp
     weights = merged.to(TORCH_DTYPES[dtype]).tensors
     pipeline_class(config).save_lora_weights(folder, unet_lora_layers=weights, safe_serialization=True,
                                              unet_lora_adapter_metadata=lora_metadata(merged))
+    canonical_metadata_order(folder / LORA_FILE)
     written = [LORA_FILE]
     if kohya:
         kohya_weights = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in weights.items()})
         write_tensors(folder / KOHYA_FILE, kohya_weights, metadata={"format": "pt"})
         written.append(KOHYA_FILE)
     return written
+
+
+def canonical_metadata_order(path: Path) -> None:
+    """Sort a safetensors file's ``__metadata__`` entries in place. safetensors writes them from a hash map,
+    in an order that changes from process to process: the same LoRA would be other bytes in every run (a run
+    directory is reproducible byte for byte). Only the order of the header's entries changes (same length);
+    a header this cannot rewrite to the same length is left as it is."""
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        raw = handle.read(size)
+        header = json.loads(raw, object_pairs_hook=dict)
+        if not isinstance(header.get("__metadata__"), dict):
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= size and json.loads(text) == json.loads(raw):
+            handle.seek(8)
+            handle.write(text.ljust(size, b" "))
 
 
 def load_base_pipeline(config: ModelConfig, **components):

@@ -57,10 +57,13 @@ class FinishedRun:
     """The report's headline metric (the first its evaluations list), which ``best`` maximises."""
     report: Path
     store: RunStore | None = None
+    named: bool = True
+    """Whether the export may name the run (its folder's name); a run's own export stage does not, so that
+    a copied or renamed run directory, or its working copy on another host, holds the same export."""
 
     @property
-    def name(self) -> str:
-        return self.location.rstrip("/").rsplit("/", 1)[-1]
+    def name(self) -> str | None:
+        return self.location.rstrip("/").rsplit("/", 1)[-1] if self.named else None
 
     @property
     def trained(self) -> list[RunModel]:

@@ -4,7 +4,8 @@ loads, with its model card (:mod:`sail_core.export`), in ``<run>/export/export-<
 Keyed like every stage: by the export settings, the models and their evaluations (so a new round or a
 new evaluation exports again, and a rerun with nothing new is ``Cached``). The sample grid is drawn from
 the evaluations' images, as the report's is; the card's load snippet names the folder relative to the
-run directory, so a run directory that moves keeps a true card.
+run directory and the card does not name the run, so a run directory that moves or is renamed, and a
+run's working copy on another host, hold the same export.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def export_run_model(ctx: StageContext, inputs: ExportInputs) -> ExportRecord:
     with tempfile.TemporaryDirectory() as scratch:
         side_by_side(evaluations, root, Path(scratch) / SAMPLES_FILE)
         run = FinishedRun(location=str(root), root=root, config=ctx.config, models=models,
-                          primary_metric=headline[0] if headline else None, report=Path(scratch))
+                          primary_metric=headline[0] if headline else None, report=Path(scratch), named=False)
         rel = ctx.layout.rel(ctx.out_dir)
         result = export_model(run, ctx.out_dir, ctx.config.export, overwrite=True, location=rel)
     return ExportRecord(folder=Artifact.of(root, ctx.out_dir), label=result.label, kind=result.kind,
