@@ -167,6 +167,19 @@ def _tokenizers(base: Path, family: str) -> dict:
     return {name: CLIPTokenizer.from_pretrained(base, subfolder=name) for name in names}
 
 
+@functools.cache
+def base_pipeline(base: Path, family: str):
+    """The base as its family's pipeline, loaded once (a test that loads a LoRA into it unloads it after)."""
+    return load_pipeline(base, base, family, pipeline_class(family))
+
+
+@functools.cache
+def base_images(base: Path, family: str) -> np.ndarray:
+    """The base model's images for PROMPTS × SEEDS with SAMPLER (every tiny run here shares them)."""
+    config = tiny_config(family, base, Path("pairs.parquet"), Path("pool.txt"), **{"eval.sampler": SAMPLER})
+    return diffusers_images(base_pipeline(base, family), config)
+
+
 def load_pipeline(folder: Path, base: Path, family: str, cls=None):
     """``cls.from_pretrained(folder)`` (default ``DiffusionPipeline``) with the tokenizers loaded once (reading
     CLIP's vocabulary is most of a tiny pipeline's loading time); the UNets, encoders and VAE come from ``folder``."""
@@ -211,17 +224,17 @@ def test_every_lora_export_draws_sail_s_images_in_plain_diffusers(family, reques
     assert merged.rank == 6 and merged.alpha == 6.0
 
     sail = as_numpy(sample_images(run, run.model("round-01"), PROMPTS, SEEDS))
-    pipe = load_pipeline(base, base, family, pipeline_class(family))
-    base_images = diffusers_images(pipe, run.config)
+    pipe, before = base_pipeline(base, family), base_images(base, family)
     for weight_name in (LORA_FILE, KOHYA_FILE):
         pipe.load_lora_weights(out, weight_name=weight_name)
-        assert_same_and_not_base(diffusers_images(pipe, run.config), sail, base_images)
+        assert_same_and_not_base(diffusers_images(pipe, run.config), sail, before)
         pipe.unload_lora_weights()
+    assert np.abs(diffusers_images(pipe, run.config) - before).max() == 0, "unloading left the shared base changed"
     if not fuse:
         return
     pipe = load_pipeline(fused, base, family)
     assert not any("lora" in name for name, _ in pipe.unet.named_parameters()), "the adapter was not unloaded"
-    assert_same_and_not_base(diffusers_images(pipe, run.config), sail, base_images)
+    assert_same_and_not_base(diffusers_images(pipe, run.config), sail, base_images(base, family))
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
@@ -236,8 +249,7 @@ def test_full_fine_tuning_exports_a_pipeline_diffusers_loads(family, request, tm
     assert type(pipe).__name__ == pipeline_class(family).__name__
     assert (out / "tokenizer" / "tokenizer_config.json").is_file()
     sail = as_numpy(sample_images(run, run.model("round-00"), PROMPTS, SEEDS))
-    base_images = diffusers_images(load_pipeline(base, base, family, pipeline_class(family)), run.config)
-    assert_same_and_not_base(diffusers_images(pipe, run.config), sail, base_images)
+    assert_same_and_not_base(diffusers_images(pipe, run.config), sail, base_images(base, family))
 
     if family == "sdxl":
         return
@@ -273,8 +285,8 @@ def test_a_pixel_space_model_exports_as_a_pipeline_its_class_loads(tmp_path):
                  guidance_scale=sampler.guidance_scale, output_type="np",
                  generator=[torch.Generator().manual_seed(s) for _ in prompts for s in seeds]).images
     sail = as_numpy(sample_images(run, run.model("round-00"), prompts, seeds))
-    base_images = as_numpy(sample_images(run, run.model("base"), prompts, seeds))
-    assert_same_and_not_base(drawn, sail, base_images)
+    base_drawn = as_numpy(sample_images(run, run.model("base"), prompts, seeds))
+    assert_same_and_not_base(drawn, sail, base_drawn)
 
     # a LoRA lineage of a pixel-space model: fused into the UNet (the pipeline has no LoRA loader)
     lora_config = load_config("world", {"rounds": 2, "model.train_mode": "lora", "eval.sampler.steps": 4})
@@ -287,7 +299,7 @@ def test_a_pixel_space_model_exports_as_a_pipeline_its_class_loads(tmp_path):
     drawn = pipe(prompts[:1], num_inference_steps=sampler.steps, guidance_scale=sampler.guidance_scale,
                  output_type="np", generator=[torch.Generator().manual_seed(seeds[0])]).images
     sail = as_numpy(sample_images(run, run.model("round-01"), prompts[:1], seeds[:1]))
-    assert_same_and_not_base(drawn, sail, base_images[:1])
+    assert_same_and_not_base(drawn, sail, base_drawn[:1])
 
 
 def _card(folder: Path) -> tuple[dict, str]:
