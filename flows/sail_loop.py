@@ -11,7 +11,8 @@ Assumes
 Produces
     ``<runs_dir>/<run_name>/``: one keyed directory per stage (Parquet tables, safetensors latents and
     models) with its record beside it, ``<report_dir>/`` (metrics table and plot, sample grids,
-    the config, the lineage of models) and, in the Prefect UI, one ``round-i`` subflow per round,
+    the config, the lineage of models), ``export/`` (the chosen model as a folder diffusers loads, with
+    its model card; ``export.*`` settings) and, in the Prefect UI, one ``round-i`` subflow per round,
     progress artifacts and a metrics table.
 Resumes
     Rerun with the same ``run_name``: every finished stage returns ``Cached``, an interrupted
@@ -52,7 +53,7 @@ from sail_core.stages import (
     RankInputs,
     real_generation_config,
 )
-from tasks.artifacts import publish_metrics, publish_samples
+from tasks.artifacts import export_snippet, publish_export, publish_metrics, publish_samples
 from tasks.run import PipelineRun, hold_run, run_location, tag_flow_run
 
 
@@ -173,8 +174,18 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
         publish_metrics(run.run_name, evaluations)
     report = run.report(report_dir, evaluations, evaluated)
     print((report / "metrics.txt").read_text())
+    exported = None
+    # the chosen model out of the run: a folder diffusers loads, with its card (once something was trained)
+    if config.export.enabled and len(evaluated) > 1:
+        record = run.export(evaluations, evaluated)
+        location = run.export_location(record)
+        publish_export(run.run_name, record, location, run.location)
+        run.log("exported %s (%s) to %s", record.label, record.chosen_by, location)
+        exported = {"folder": location, "label": record.label, "kind": record.kind, "chosen_by": record.chosen_by,
+                    "snippet": export_snippet(record, location)}
     return {
-        "run_dir": str(run.layout.root), "report": str(report), "seed": seed.model_dump(mode="json") if seed else None,
+        "run_dir": str(run.layout.root), "report": str(report), "export": exported,
+        "seed": seed.model_dump(mode="json") if seed else None,
         "models": [{"label": e.label, "checkpoint": m.checkpoint.model_dump(mode="json"), "identity": m.identity}
                    for e, m in zip(evaluations, evaluated)],
         "evaluations": [e.model_dump(mode="json") for e in evaluations],

@@ -7,6 +7,7 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,7 +38,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = sail_loop(preset=args.preset, config_file=args.config, run_name=args.run_name, rounds=args.rounds,
                            overrides=overrides, runs_dir=args.runs_dir, fault=args.fault)
     print(f"\nrun directory: {result['run_dir']}\nreport:        {result['report']}")
+    exported = result.get("export")
+    if exported:
+        location = f"{args.runs_dir.rstrip('/')}/{args.run_name}"
+        print(f"export:        {exported['folder']} ({exported['label']}, {exported['chosen_by']})\n"
+              f"try:           sail sample {location} --model {exported['label']} --prompt "
+              f"{shlex.quote(_example_prompt(overrides, args))} --seeds 0-3 --out grid.png")
     return 0
+
+
+def _example_prompt(overrides: dict, args: argparse.Namespace) -> str:
+    """The run's first evaluation prompt (a prompt the model knows), else a generic one."""
+    from flows.sail_loop import resolve_config
+    from sail_core.data.prompt_sets import prompt_set_from_spec
+
+    try:
+        config = resolve_config(args.preset, args.config, args.rounds, overrides)
+        return prompt_set_from_spec(config.eval.prompts[0]).prompts[0]
+    except Exception:  # noqa: BLE001 - only an example for the user; never fail a finished run over it
+        return "a photo of a cat"
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -171,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sail_cli.verify import add_parser as add_verify
 
     add_verify(sub)
+
+    from sail_cli.export import add_parsers as add_export
+
+    add_export(sub)
 
     exp = sub.add_parser("experiment", help="run a multi-seed experiment spec (arms x seeds) and tabulate it")
     exp.add_argument("spec", help="an experiment YAML, e.g. experiments/world.yaml")

@@ -375,6 +375,23 @@ class RuntimeConfig(_Strict):
         return value
 
 
+class ExportConfig(_Strict):
+    """The model the run hands out (``sail export`` and the flow's last stage, ``sail_core.export``)."""
+
+    enabled: bool = True
+    """The flow ends with the export stage, writing ``<run>/export/``."""
+    model: str = "best"
+    """``best`` (the highest ``metric`` among the trained models), ``last``, or a label such as ``round-03``."""
+    metric: str | None = None
+    """What ``best`` maximises; None: the report's headline metric (the first its evaluations list)."""
+    format: Literal["diffusers", "kohya"] = "diffusers"
+    """LoRA: ``kohya`` adds the same LoRA with Kohya-style keys beside diffusers' file."""
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    """Weights' dtype; a pipeline folder in fp16/bf16 is saved as that diffusers variant."""
+    fuse: bool = False
+    """LoRA: write a complete pipeline with the LoRA fused into the UNet instead of the LoRA file."""
+
+
 class SailConfig(_Strict):
     preset: str = "custom"
     model: ModelConfig
@@ -392,6 +409,7 @@ class SailConfig(_Strict):
     runtime: RuntimeConfig = RuntimeConfig()
     real: RealAnchorConfig = RealAnchorConfig()
     """Real-image anchors (RealAlign); used only when mixup.real_generated or mixup.real_perturbed > 0."""
+    export: ExportConfig = ExportConfig()
 
     @model_validator(mode="after")
     def _enough_prompt_budgets(self) -> SailConfig:
@@ -421,6 +439,13 @@ class SailConfig(_Strict):
                     raise ValueError(f"mixup.{fraction} > 0 needs real images: set real.sources")
                 if negative not in self.real.negatives:
                     raise ValueError(f"mixup.{fraction} > 0 but real.negatives does not include {negative!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _export_fits(self) -> SailConfig:
+        if self.model.train_mode != "lora" and (self.export.fuse or self.export.format != "diffusers"):
+            raise ValueError("export.fuse and export.format=kohya apply to LoRA runs (model.train_mode=lora); a "
+                             "fully fine-tuned UNet is exported as a complete pipeline")
         return self
 
     def digest(self, *sections: str) -> str:

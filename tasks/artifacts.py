@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from sail_core.evaluation.report import ModelEvaluation, metrics_table, to_markdown, win_rate_table
 from sail_core.evaluation.run_report import detail_names, iteration_rows, metric_names
-from sail_core.run.records import EvalRecord
+from sail_core.run.records import EvalRecord, ExportRecord
 from tasks.artifact_keys import run_key, slug
 
 MAX_GRID_SIDE = 768
@@ -61,3 +61,22 @@ def publish_samples(run_name: str, record: EvalRecord, run_dir: str | Path) -> N
                   f"![{record.label}]({_data_uri(path)})"]
     create_markdown_artifact(key=f"sail-samples-{run_key(run_name)}-{slug(record.label)}", markdown="\n".join(lines),
                              description=f"Evaluation samples of {record.label}")
+
+
+def export_snippet(record: ExportRecord, location: str) -> str:
+    """The record's load snippet (which names the folder relative to the run) with the folder's location."""
+    return record.snippet.replace(repr(record.folder.path), repr(location))
+
+
+def publish_export(run_name: str, record: ExportRecord, location: str, run_location: str) -> None:
+    """Where the run's exported model is, and how to load it and sample it."""
+    markdown = "\n".join([
+        f"## Exported model: {record.label}", "",
+        f"{record.label} ({record.chosen_by}), as a {'LoRA' if record.kind == 'lora' else 'pipeline folder'}, "
+        f"with its model card (`README.md`): `{location}`", "",
+        "Load it with diffusers:", "", "```python", export_snippet(record, location), "```", "",
+        "Or draw a grid with the run's sampler:", "",
+        f"`sail sample {run_location} --model {record.label} --prompt \"...\" --seeds 0-3 --out grid.png`",
+    ])
+    create_markdown_artifact(key=f"sail-export-{run_key(run_name)}", markdown=markdown,
+                             description=f"The exported model of run {run_name}")

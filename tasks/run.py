@@ -19,15 +19,15 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
 from sail_core.config import SailConfig
-from sail_core.evaluation.run_report import write_run_report
+from sail_core.evaluation.run_report import write_manifest, write_run_report
 from sail_core.io.remote import RunStore
 from sail_core.run.layout import Artifact, RunLayout, check_run_name
 from sail_core.run.lineage import ModelRef
 from sail_core.run.lock import run_lock
-from sail_core.run.records import EvalRecord, Record
+from sail_core.run.records import EvalRecord, ExportRecord, Record
 from sail_core.run.runner import prepare
 from sail_core.run.stage import Stage, StageInputs
-from sail_core.stages import EVALUATE, TRAIN, EvaluateInputs, TrainInputs
+from sail_core.stages import EVALUATE, EXPORT, TRAIN, EvaluateInputs, ExportInputs, TrainInputs
 from tasks.shards import dispatch_shards
 from tasks.stage_task import stage_task
 
@@ -124,6 +124,21 @@ class PipelineRun(BaseModel):
         report = write_run_report(self.layout, report_dir, evaluations, models, self.config)
         store.push([report, self.layout.root / "manifest.json"])
         return report
+
+    def export(self, evaluations: Sequence[EvalRecord], models: Sequence[ModelRef]) -> ExportRecord:
+        """The chosen model (``export.model``) as a folder diffusers loads, in ``<run>/export/``; the run's
+        manifest, written with the report before it, then lists it too."""
+        record = self.stage(EXPORT, ExportInputs(models=tuple(models), evaluations=tuple(evaluations)))
+        store = self.store
+        store.pull(store.records())
+        store.push([write_manifest(self.layout)])
+        return record
+
+    def export_location(self, record: ExportRecord) -> str:
+        """Where the export is: a local path (absolute), or its URL in the run's store."""
+        if self.store.remote:
+            return f"{self.location.rstrip('/')}/{record.folder.path}"
+        return str((Path(self.run_dir) / record.folder.path).resolve())
 
     def log(self, message: str, *args: Any) -> None:
         get_run_logger().info(message, *args)

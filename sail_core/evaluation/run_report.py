@@ -186,8 +186,15 @@ def write_run_report(layout: RunLayout, report_dir: str, evaluations: Sequence[E
     write_text(report / "metrics.txt", format_table(evaluations) + "\n", overwrite=True)
     write_text(report / "config.json", json.dumps(config.model_dump(mode="json"), indent=2), overwrite=True)
     write_models(report, [(e.label, m) for e, m in zip(evaluations, models)])
-    write_text(root / "manifest.json", json.dumps({"stages": manifest(layout)}, indent=2), overwrite=True)
+    write_manifest(layout)
     return report
+
+
+def write_manifest(layout: RunLayout) -> Path:
+    """``<run>/manifest.json``: every finished stage of the run (rewritten when a stage finishes after the
+    report, e.g. the export)."""
+    return write_text(layout.root / "manifest.json", json.dumps({"stages": manifest(layout)}, indent=2),
+                      overwrite=True)
 
 
 def write_models(report: Path, models: Sequence[tuple[str, ModelRef]]) -> Path:

@@ -111,3 +111,16 @@ class EvalRecord(Record):
     summary: Artifact
     metrics: dict[str, float]
     grid: Artifact | None = None
+
+
+class ExportRecord(Record):
+    """The run's chosen model as a folder plain diffusers loads (``sail_core.stages.export``)."""
+
+    folder: Artifact
+    label: str
+    """Which model: ``round-02`` ..."""
+    kind: str
+    """``lora`` (one merged LoRA file), ``fused`` or ``full`` (a complete pipeline folder)."""
+    chosen_by: str
+    snippet: str
+    """Python that loads it, with the folder's path relative to the run directory."""

@@ -127,6 +127,8 @@ def overrides(family: str, models: RealArchModels, data: RealArchData) -> dict[s
         "eval.scorer_sources": {"clipscore": str(models.clip), "aesthetic": str(models.aesthetic_head)},
         "eval.scorer_options": {"aesthetic": {"clip": str(models.clip)}},
         "runtime.device": "cpu", "runtime.shard_workers": 0, "runtime.train_processes": 1,
+        # a full SD1.5 pipeline folder is 4 GB in float32; the export is tested on the tiny models (tests/export)
+        "export.enabled": False,
     }
     if family == "sdxl":
         values.update({"model.vae_source": str(models.sdxl_vae), "model.train_mode": "lora"})

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.flows
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_OF_MIX = ("seed-seed", "evaluate-eval-base", "train-round-00", "evaluate-eval-round-00", "prompts-round-01",
                    "generate-round-01", "rank-round-01")
-FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-eval-round-01")
+FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-eval-round-01", "export-export")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -245,3 +245,33 @@ def test_dropped_prompts_are_counted_in_the_log(tmp_path):
             "dropped because the seed set has their prompt, 1 as duplicates)") in logs
     assert ("round 1: 8 prompts from a pool of 8 (2 prompts dropped because the seed set has them, "
             "1 as duplicates)") in logs
+
+
+def test_the_run_ends_with_its_model_exported_as_a_pipeline_folder(finished):
+    """The export stage of the fixture's run: a pixel-space pipeline folder that its class loads from
+    diffusers' own component classes, drawing the images sail's sampler draws for the exported round."""
+    from sail_core.export.pixel_pipeline import PixelDiffusionPipeline
+    from sail_core.export.run_contents import open_run
+    from sail_core.export.sampling import sample_images
+
+    runs, _, _ = finished
+    (folder,) = (runs / "ops" / "export").glob("export-*/")
+    info = json.loads((folder / "sail_export.json").read_text())
+    assert info["model"] in ("round-00", "round-01") and info["kind"] == "full"
+    assert (folder / "README.md").read_text().startswith("---\n") and (folder / "samples.png").is_file()
+    # another test's run of the same name publishes a version too: the fixture's run published one naming its folder
+    mine = [a for a in artifacts("sail-export-ops") if str(folder.resolve()) in a.data]
+    assert mine and "PixelDiffusionPipeline.from_pretrained" in mine[0].data and "sail sample" in mine[0].data
+
+    from diffusers import DDIMScheduler
+
+    run = open_run(str(runs / "ops"))
+    sampler = run.config.eval.sampler
+    pipe = PixelDiffusionPipeline.from_pretrained(folder)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    prompts, seeds = ["a small yellow circle in the centre", "two large green circles"], [0, 7]
+    drawn = pipe([p for p in prompts for _ in seeds], num_inference_steps=sampler.steps,
+                 guidance_scale=sampler.guidance_scale, output_type="pt",
+                 generator=[torch.Generator().manual_seed(s) for _ in prompts for s in seeds]).images
+    sail = (sample_images(run, run.model(info["model"]), prompts, seeds) + 1) / 2
+    assert (drawn - sail).abs().max() < 2e-4

@@ -21,6 +21,7 @@ FLOORS = [
     ("sail_core.training",),
     ("sail_core.run",),
     ("sail_core.evaluation",),
+    ("sail_core.export",),
     ("sail_core.stages",),
     ("sail_core.preflight",),
     ("sail_core.experiments",),

@@ -126,12 +126,13 @@ def test_code_identity_ignores_docstrings_and_comments_but_not_code(tmp_path, mo
 
 
 def test_every_declared_stage_keys_its_own_code_and_the_algorithm_it_uses():
-    assert list(STAGES) == ["seed", "real", "prompts", "generate", "rank", "mix", "train", "evaluate"]
+    assert list(STAGES) == ["seed", "real", "prompts", "generate", "rank", "mix", "train", "evaluate", "export"]
     for name, stage in STAGES.items():
         assert stage.modules[0] == f"sail_core.stages.{name}"
     assert "sail_core.algorithm.reward" in STAGES["rank"].modules
     assert "sail_core.algorithm.dpo_loss" in STAGES["train"].modules
     assert "sail_core.algorithm.mixup" in STAGES["mix"].modules
+    assert "sail_core.export.lora_merge" in STAGES["export"].modules
 
 
 def test_lineage_gives_each_round_its_policy_and_judge():
