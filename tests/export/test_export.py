@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from sail_cli.main import main
 from sail_core.config import ExportConfig, LoraSettings
 from sail_core.evaluation.run_report import write_models
 from sail_core.export.exporter import export_model
@@ -36,7 +37,6 @@ from sail_core.run.keys import model_settings
 from sail_core.run.layout import Artifact
 from sail_core.run.lineage import ModelRef
 from sail_core.run.records import EvalRecord, ModelRecord
-from sail_cli.main import main
 from tests.builders import tiny_config
 
 PROMPTS = ["a red cube on a table", "two cats"]

@@ -247,25 +247,24 @@ def test_dropped_prompts_are_counted_in_the_log(tmp_path):
             "1 as duplicates)") in logs
 
 
-def test_the_run_ends_with_its_model_exported_as_a_pipeline_folder(finished):
-    """The export stage of the fixture's run: a pixel-space pipeline folder that its class loads from
+def test_the_run_ends_with_its_model_exported_as_a_pipeline_folder(golden):
+    """The export stage of the golden run: a pixel-space pipeline folder that its class loads from
     diffusers' own component classes, drawing the images sail's sampler draws for the exported round."""
     from sail_core.export.pixel_pipeline import PixelDiffusionPipeline
     from sail_core.export.run_contents import open_run
     from sail_core.export.sampling import sample_images
 
-    runs, _, _ = finished
-    (folder,) = (runs / "ops" / "export").glob("export-*/")
+    (folder,) = (golden.dir / "export").glob("export-*/")
     info = json.loads((folder / "sail_export.json").read_text())
     assert info["model"] in ("round-00", "round-01") and info["kind"] == "full"
     assert (folder / "README.md").read_text().startswith("---\n") and (folder / "samples.png").is_file()
-    # another test's run of the same name publishes a version too: the fixture's run published one naming its folder
-    mine = [a for a in artifacts("sail-export-ops") if str(folder.resolve()) in a.data]
+    # another run of the same name would publish a version too: the golden run published one naming its folder
+    mine = [a for a in artifacts("sail-export-golden") if str(folder.resolve()) in a.data]
     assert mine and "PixelDiffusionPipeline.from_pretrained" in mine[0].data and "sail sample" in mine[0].data
 
     from diffusers import DDIMScheduler
 
-    run = open_run(str(runs / "ops"))
+    run = open_run(str(golden.dir))
     sampler = run.config.eval.sampler
     pipe = PixelDiffusionPipeline.from_pretrained(folder)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)

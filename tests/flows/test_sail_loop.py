@@ -31,7 +31,8 @@ def test_world_flow_completes_and_writes_its_artifacts(golden):
                  "report/samples.png"):
         assert (run / path).stat().st_size > 0, path
     stages = json.loads((run / "manifest.json").read_text())["stages"]
-    assert sorted({s["stage"] for s in stages}) == ["evaluate", "generate", "mix", "prompts", "rank", "seed", "train"]
+    assert sorted({s["stage"] for s in stages}) == ["evaluate", "export", "generate", "mix", "prompts", "rank", "seed",
+                                                     "train"]
     for entry in stages:  # every recorded stage still has the content it was recorded with
         assert (run / entry["data"]["path"]).is_dir()
     generate = next(s for s in stages if s["stage"] == "generate")
