@@ -32,11 +32,11 @@ demo: install
 	$(BIN)/sail run --set runtime.threads=$(DEMO_THREADS)
 
 # The suite in TEST_WORKERS pytest-xdist processes (one torch thread each); tests that share a Prefect
-# server, its workers or a finished run are grouped (xdist_group) so that each group stays in one process.
+# server, its workers or a finished run stay in one process (tests/conftest.py, _work_group).
 TEST_WORKERS ?= 2
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

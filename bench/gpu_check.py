@@ -22,7 +22,7 @@ Every record carries the peak GPU memory of its timed part (``torch.cuda.max_mem
 everything resident then included), model FLOPs and MFU:
 
 * F = GFLOP of one UNet forward of one image: 803.3 (SD1.5, 512²) and 6761.2 (SDXL, 1024²), the counts
-  of the field notes (``torch.utils.flop_counter`` on these architectures; the run counts them again
+  of the H100 anchor measurements (``torch.utils.flop_counter`` on these architectures; the run counts them again
   and reports both). Dry runs use their own count.
 * sample: steps × 2 (cfg) × F per image; rank: K × 2 (policy + reference) × F per candidate;
   dpo: 2 latents × (3F policy forward + backward + 1F reference forward) = 8F per pair (model FLOPs;
@@ -65,7 +65,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = REPO / "bench" / "results"
 
 STATED_FWD_GFLOP = {"sd15": 803.3, "sdxl": 6761.2}
-"""GFLOP of one UNet forward of one image at the family's resolution (field notes, measured with
+"""GFLOP of one UNet forward of one image at the family's resolution (the H100 anchor's, measured with
 ``torch.utils.flop_counter`` on these architectures: SD1.5 at 64² latents, SDXL at 128²)."""
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "GH200": 989.0, "A100": 312.0}
@@ -670,7 +670,7 @@ def start_family(ctx: Context, family: str) -> FamilyRun:
                      latent_shape=list(bundle.latent_shape), unet_params_M=_r(params / 1e6, 5),
                      fwd_gflop_counted=_r(counted / 1e9, 5), fwd_gflop_stated=None if stated is None else stated / 1e9,
                      fwd_gflop_used=_r((stated or counted) / 1e9, 5),
-                     fwd_gflop_source="field notes (stated)" if stated else "counted in this run (flop_counter)")
+                     fwd_gflop_source="H100 anchor (stated)" if stated else "counted in this run (flop_counter)")
     del policy
     _free(ctx.device)
     return FamilyRun(arch, preset, plan, bundle, stated or counted)

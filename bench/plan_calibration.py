@@ -1,4 +1,4 @@
-"""How far ``sail plan``'s memory estimate is from measured peaks: the DPO steps of the field notes' anchors.
+"""How far ``sail plan``'s memory estimate is from measured peaks: the DPO steps of the H100 anchors.
 
     OMP_NUM_THREADS=1 python bench/plan_calibration.py [--out bench/results/plan-calibration.md]
 
@@ -7,7 +7,7 @@ without gradient checkpointing, SDXL at 1 pair without and 1/4/8 pairs with it; 
 bf16 reference, autocast bf16, one micro-batch a step, the published UNets, no text encoders or VAE
 loaded), it traces the trainer's step on fake tensors (``sail_core.plan.workloads.trace_dpo``) and prints
 the traced peak beside the measured one (``torch.cuda.max_memory_allocated`` on an H100, published in
-the field notes; not measured by this project), their ratio, and the estimate after the margin
+bench/results/h100-eager-unet-anchor.jsonl; not measured by this project), their ratio, and the estimate after the margin
 ``sail plan`` adds (``sail_core.plan.estimate.MARGIN``).
 
 What a trace cannot see, and what the margin is for: the caching allocator's fragmentation (memory
@@ -67,7 +67,7 @@ def rows() -> list[dict]:
 def table(results: list[dict]) -> str:
     from sail_core.plan.estimate import MARGIN
 
-    lines = ["| model | pairs | checkpointing | measured peak GiB (field notes, H100) | traced GiB | traced / measured | "
+    lines = ["| model | pairs | checkpointing | measured peak GiB (H100 anchor) | traced GiB | traced / measured | "
              f"with margin (× {1 + MARGIN.fraction:.2f} + {MARGIN.fixed_gib:g} GiB) | margin / measured | "
              "at the peak: params / grads / optimizer / activations / temporaries GiB |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "# Calibration of `sail plan`'s memory estimate", "",
             f"Made by `{COMMAND}` (torch {torch.__version__}, on a CPU: fake tensors, nothing allocated; "
             f"{time.perf_counter() - started:.0f} s in all).", "",
-            "Measured peaks: the field notes' anchor script (plain diffusers 0.42.1, torch 2.11, eager bf16 on one "
+            "Measured peaks: the H100 anchor measurements (bench/results/h100-eager-unet-anchor.jsonl) (plain diffusers 0.42.1, torch 2.11, eager bf16 on one "
             "NVIDIA H100 80GB HBM3; `torch.cuda.max_memory_allocated`), not measured by this project. Traced: the "
             "project's trainer step (`DpoTrainer._micro_step`, AdamW in its steady state, the update added) on fake "
             "tensors of the published UNets.", "", text, "",

@@ -34,12 +34,27 @@ def tiny_sdxl(tmp_path_factory):
     return build_tiny_pipeline("sdxl", tmp_path_factory.mktemp("tiny-sdxl"))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def _work_group(nodeid: str) -> str:
+    """Tests of one group run in one pytest-xdist worker, one after another: all of tests/flows/ (they share
+    the session's Prefect server, its work pool and workers, and the golden run, each made once per
+    worker), and each other module's tests (they share its module fixtures)."""
+    path = nodeid.split("::")[0]
+    return "tests/flows" if path.startswith("tests/flows/") else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler with :func:`_work_group` as the unit of work (its ``loadgroup`` mode does
+    not group under pytest 9)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_group(nodeid)
+
+    return ByWorkGroup(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Which tests share a pytest-xdist worker: every test of tests/flows/ one (they share the session's
-    Prefect server, its work pool and workers, and the golden run, each made once per worker); each other
-    module's tests one (they share its module fixtures)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            path = item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group("flows" if path.startswith("tests/flows/") else path))
+    """The flows first: their group is the longest, so it starts at once while the other workers take
+    the rest (pytest-xdist hands out groups in collection order)."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/flows/"))  # stable: each group keeps its order

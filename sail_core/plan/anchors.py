@@ -1,8 +1,8 @@
 """Measured anchors a plan leans on: utilisation (MFU) of each kind of work and peak memory of DPO steps.
 
 **None of these was measured by this project** (no GPU has run its code yet). They come from one
-published measurement script kept in the project's field notes (``unet_anchor.py``, results in
-``h100-eager-unet-anchor.jsonl``): plain diffusers 0.42.1 + torch 2.11, eager bf16 on one NVIDIA H100
+measurement of plain diffusers on one H100, kept in the repository
+(``bench/results/h100-eager-unet-anchor.jsonl``): plain diffusers 0.42.1 + torch 2.11, eager bf16 on one NVIDIA H100
 80GB HBM3, random weights of the real SD1.5 (512²) and SDXL (1024²) UNets, SDPA attention; the DPO
 step is a policy in float32 with fused AdamW, a bf16 reference, autocast bf16, one micro-batch a step,
 ``torch.cuda.max_memory_allocated`` as the peak. Utilisation here is the hardware FLOPs the step
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANCHOR_SOURCE = "field notes: plain diffusers eager bf16 on one H100 (h100-eager-unet-anchor.jsonl)"
+ANCHOR_SOURCE = "bench/results/h100-eager-unet-anchor.jsonl: plain diffusers eager bf16 on one H100 (h100-eager-unet-anchor.jsonl)"
 H100_PEAK = 989.0
 
 
@@ -36,7 +36,7 @@ class MfuAnchor:
     def describe(self) -> str:
         what = (f"{self.family} eager bf16 forward, batch {self.batch}" if self.work == "forward" else
                 f"{self.family} DPO step, {self.batch} pair(s), checkpointing {'on' if self.checkpointing else 'off'}")
-        return f"{what}, H100 (field notes)"
+        return f"{what}, H100 anchor"
 
 
 MFU_ANCHORS: tuple[MfuAnchor, ...] = (

@@ -31,7 +31,7 @@ def stage_row(s: Stage, plan: Plan) -> str:
 def header(plan: Plan) -> list[str]:
     c, g = plan.config, plan.gpu
     mfu = f"--mfu {plan.mfu_override:g} for every stage" if plan.mfu_override is not None else \
-        "MFU per stage from the nearest measured anchor (field notes: plain diffusers eager bf16 on one H100)"
+        "MFU per stage from the nearest measured anchor (bench/results/h100-eager-unet-anchor.jsonl: plain diffusers eager bf16 on one H100)"
     return [
         f"# sail plan: {c.preset} ({c.model.family}, {c.model.resolution} px, train_mode {c.model.train_mode}) "
         f"on {plan.gpus} × {g.name}",

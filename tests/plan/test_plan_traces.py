@@ -26,7 +26,7 @@ def test_the_sdxl_preset_does_not_fit_a_24_gb_card_and_preflight_names_the_micro
 def test_the_sdxl_plan_counts_the_published_forward_and_fits_an_h100():
     plan = build_plan(load_config("sdxl"), gpu("H100"), 8)
     assert plan.unet_params == 2_567_463_684
-    assert plan.forward_gflop == pytest.approx(6761.2, abs=0.1)  # the field notes' flop_counter count
+    assert plan.forward_gflop == pytest.approx(6761.2, abs=0.1)  # the H100 anchor's flop_counter count
     generate, rank, dpo, _ = plan.rounds[0].stages
     assert dpo.gpus == 8 and generate.gpus == 8
     assert dpo.memory.largest_fitting(gpu("H100").memory_bytes) >= 4
