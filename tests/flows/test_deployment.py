@@ -25,8 +25,11 @@ def _world_run(env: dict, runs_dir: Path, run_name: str, overrides: dict) -> str
                           f"overrides={json.dumps(overrides)}")
 
 
-def test_world_deployment_runs_on_a_process_pool_worker_and_shards_across_gpu_queue_workers(cluster, tmp_path):
-    """The control worker runs the flow; generation and ranking go to the gpu queue's two workers."""
+def test_world_deployment_runs_on_a_process_pool_worker_and_shards_across_gpu_queue_workers(cluster, golden,
+                                                                                          tmp_path):
+    """The control worker runs the flow; generation and ranking go to the gpu queue's two workers. Iteration
+    0 comes from the golden run (Cached); round 1 runs on the workers."""
+    shutil.rmtree(golden.copy(tmp_path, "fanout") / "round-01")
     run, others = wait(cluster.env, _world_run(cluster.env, tmp_path, "fanout",
                                                {**TINY_WORLD, "runtime.shard_workers": 2,
                                                 "runtime.shard_poll_seconds": 0.5}), timeout=900)

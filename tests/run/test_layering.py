@@ -23,6 +23,7 @@ FLOORS = [
     ("sail_core.evaluation",),
     ("sail_core.export",),
     ("sail_core.stages",),
+    ("sail_core.plan",),
     ("sail_core.preflight",),
     ("sail_core.experiments",),
     ("sail_core.world",),
