@@ -715,7 +715,8 @@ def plan_prediction(record: dict[str, Any]) -> dict[str, Any] | None:
     preset = load_config(family)
     model = preset.model.model_copy(update={"resolution": published_architecture(family).resolution})
     mj = model.model_dump_json()
-    vae = workloads.DTYPE_BYTES[model.frozen_dtype] * sum(p.numel() for p in architecture(family).build("vae").parameters())
+    vae_parameters = architecture(family).build("vae").parameters()
+    vae = workloads.DTYPE_BYTES[model.frozen_dtype] * sum(p.numel() for p in vae_parameters)
     peak_tflops = record.get("peak_tflops") or 989.0
     if record["op"] == "sample":
         images = record["images"]

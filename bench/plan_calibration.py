@@ -7,7 +7,8 @@ without gradient checkpointing, SDXL at 1 pair without and 1/4/8 pairs with it; 
 bf16 reference, autocast bf16, one micro-batch a step, the published UNets, no text encoders or VAE
 loaded), it traces the trainer's step on fake tensors (``sail_core.plan.workloads.trace_dpo``) and prints
 the traced peak beside the measured one (``torch.cuda.max_memory_allocated`` on an H100, published in
-bench/results/h100-eager-unet-anchor.jsonl; not measured by this project), their ratio, and the estimate after the margin
+bench/results/h100-eager-unet-anchor.jsonl; not measured by this project), their ratio, and the estimate after
+the margin
 ``sail plan`` adds (``sail_core.plan.estimate.MARGIN``).
 
 What a trace cannot see, and what the margin is for: the caching allocator's fragmentation (memory
@@ -74,7 +75,8 @@ def table(results: list[dict]) -> str:
     for r in results:
         b = r["breakdown"]
         parts = " / ".join(f"{b.get(k, 0):.1f}" for k in ("Parameter", "Gradient", "Optstate", "Activation", "Temp"))
-        lines.append(f"| {r['family']} | {r['pairs']} | {'on' if r['checkpointing'] else 'off'} | {r['measured']:.1f} | "
+        checkpointing = "on" if r["checkpointing"] else "off"
+        lines.append(f"| {r['family']} | {r['pairs']} | {checkpointing} | {r['measured']:.1f} | "
                      f"{r['traced']:.1f} | {r['ratio']:.3f} | {r['with_margin']:.1f} | "
                      f"{r['with_margin'] / r['measured']:.3f} | {parts} |")
     return "\n".join(lines) + "\n"
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             "# Calibration of `sail plan`'s memory estimate", "",
             f"Made by `{COMMAND}` (torch {torch.__version__}, on a CPU: fake tensors, nothing allocated; "
             f"{time.perf_counter() - started:.0f} s in all).", "",
-            "Measured peaks: the H100 anchor measurements (bench/results/h100-eager-unet-anchor.jsonl) (plain diffusers 0.42.1, torch 2.11, eager bf16 on one "
+            "Measured peaks: the H100 anchor measurements (bench/results/h100-eager-unet-anchor.jsonl) "
+            "(plain diffusers 0.42.1, torch 2.11, eager bf16 on one "
             "NVIDIA H100 80GB HBM3; `torch.cuda.max_memory_allocated`), not measured by this project. Traced: the "
             "project's trainer step (`DpoTrainer._micro_step`, AdamW in its steady state, the update added) on fake "
             "tensors of the published UNets.", "", text, "",
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             "- The CUDA context (about 0.5 GiB per process, outside the allocator), cuBLAS and cuDNN workspaces.",
             "- Under DDP (several training processes), the gradient buckets (accelerate's default: a second copy of "
             "the gradients, which `sail plan` adds) and NCCL's own buffers (left out).",
-            "- Where the trace differs from a GPU: it runs on the CPU's autocast, which keeps group and layer norms and "
+            "- Where the trace differs from a GPU: it runs on the CPU's autocast, which keeps group and layer "
+            "norms and "
             "upsampling in bf16 where CUDA's autocast runs them in float32, so the activations a step saves without "
             "checkpointing are underestimated (the per-pair slopes above); attention is the CPU's flash kernel, which "
             "like the GPU's saves no attention matrix; the optimizer's update is not traced but added as two of the "

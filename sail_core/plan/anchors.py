@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANCHOR_SOURCE = "bench/results/h100-eager-unet-anchor.jsonl: plain diffusers eager bf16 on one H100 (h100-eager-unet-anchor.jsonl)"
+ANCHOR_SOURCE = "bench/results/h100-eager-unet-anchor.jsonl: plain diffusers eager bf16 on one H100"
 H100_PEAK = 989.0
 
 

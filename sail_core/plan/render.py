@@ -30,8 +30,9 @@ def stage_row(s: Stage, plan: Plan) -> str:
 
 def header(plan: Plan) -> list[str]:
     c, g = plan.config, plan.gpu
-    mfu = f"--mfu {plan.mfu_override:g} for every stage" if plan.mfu_override is not None else \
-        "MFU per stage from the nearest measured anchor (bench/results/h100-eager-unet-anchor.jsonl: plain diffusers eager bf16 on one H100)"
+    mfu = (f"--mfu {plan.mfu_override:g} for every stage" if plan.mfu_override is not None else
+           "MFU per stage from the nearest measured anchor (bench/results/h100-eager-unet-anchor.jsonl: plain "
+           "diffusers eager bf16 on one H100)")
     return [
         f"# sail plan: {c.preset} ({c.model.family}, {c.model.resolution} px, train_mode {c.model.train_mode}) "
         f"on {plan.gpus} × {g.name}",
@@ -90,7 +91,8 @@ def scaling(plan: Plan) -> list[str]:
            f"GPU-seconds of round {first.index}, per unit of each setting (each stage is linear in them):", "",
            f"- generation: {gen.gpu_seconds / (first.prompts * n):.3g} GPU-s per prompt per candidate "
            f"(× prompts × N)",
-           f"- ranking: {rank.gpu_seconds / (first.prompts * n * k):.3g} GPU-s per candidate per draw (× prompts × N × K)",
+           f"- ranking: {rank.gpu_seconds / (first.prompts * n * k):.3g} GPU-s per candidate per draw "
+           "(× prompts × N × K)",
            f"- DPO: {dpo.gpu_seconds / max(pairs, 1):.3g} GPU-s per pair trained (pairs = prompts / α: "
            "independent of N and K)",
            f"- evaluation: {hours(ev.gpu_seconds)} per model evaluated (its prompt set, not the round's)", "",

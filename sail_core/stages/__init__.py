@@ -34,5 +34,6 @@ STAGES: dict[str, Stage] = {s.name: s for s in (SEED, REAL, PROMPTS, GENERATE, R
 
 __all__ = [
     "EVALUATE", "EXPORT", "GENERATE", "MIX", "PROMPTS", "RANK", "REAL", "SEED", "STAGES", "TRAIN", "EvaluateInputs",
-    "ExportInputs", "GenerateInputs", "MixInputs", "PromptsInputs", "RankInputs", "TrainInputs", "real_generation_config",
+    "ExportInputs", "GenerateInputs", "MixInputs", "PromptsInputs", "RankInputs", "TrainInputs",
+    "real_generation_config",
 ]

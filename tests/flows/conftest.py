@@ -95,6 +95,16 @@ class GoldenRun:
         subprocess.run(["cp", "-a", str(self.dir), str(runs_dir / name)], check=True)
         return runs_dir / name
 
+    def copy_iteration_0(self, runs_dir: Path, name: str) -> Path:
+        """A copy holding the golden run up to iteration 0: round 1's stages and its evaluation are gone, so
+        a run of it computes round 1 as a fresh run would and finds everything before it Cached."""
+        import shutil
+
+        run = self.copy(runs_dir, name)
+        for group in ("round-01", "eval-round-01"):
+            shutil.rmtree(run / group)
+        return run
+
 
 @pytest.fixture(scope="session")
 def golden(tmp_path_factory, prefect_api) -> GoldenRun:

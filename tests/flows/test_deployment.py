@@ -29,7 +29,7 @@ def test_world_deployment_runs_on_a_process_pool_worker_and_shards_across_gpu_qu
                                                                                           tmp_path):
     """The control worker runs the flow; generation and ranking go to the gpu queue's two workers. Iteration
     0 comes from the golden run (Cached); round 1 runs on the workers."""
-    shutil.rmtree(golden.copy(tmp_path, "fanout") / "round-01")
+    golden.copy_iteration_0(tmp_path, "fanout")
     run, others = wait(cluster.env, _world_run(cluster.env, tmp_path, "fanout",
                                                {**TINY_WORLD, "runtime.shard_workers": 2,
                                                 "runtime.shard_poll_seconds": 0.5}), timeout=900)

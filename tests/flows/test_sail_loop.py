@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ def test_world_flow_completes_and_writes_its_artifacts(golden):
 
 def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_path, golden):
     # iteration 0 from the golden run; round 1 is computed until its mix fails
-    shutil.rmtree(golden.copy(tmp_path / "a", "run") / "round-01")
+    golden.copy_iteration_0(tmp_path / "a", "run")
     failed = _run(tmp_path / "a", "run", fault="mix:round-01")
     assert failed.is_failed()
     first = task_states(failed.state_details.flow_run_id)
@@ -92,7 +91,7 @@ def test_generation_killed_mid_shard_resumes_without_regenerating_finished_shard
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     overrides = {**TINY_WORLD, "prompts.per_round": [8], "generate.prompts_per_shard": 2}
     # iteration 0 comes from the golden run (Cached); round 1 starts afresh
-    shutil.rmtree(golden.copy(tmp_path, "run") / "round-01")
+    golden.copy_iteration_0(tmp_path, "run")
     # 4 shards of 2 prompts x 4 candidates: die once 12 candidates exist, i.e. inside the second shard
     code = ("from flows.sail_loop import sail_loop; import json, sys; "
             "sail_loop(preset='world', run_name='run', runs_dir=sys.argv[1], overrides=json.loads(sys.argv[2]), "

@@ -140,7 +140,8 @@ def _stub_traces(monkeypatch, forward: float = 1e12):
     monkeypatch.setattr(workloads, "trace_ranking", lambda model, rows: line(4 * GIB, 0.05 * GIB, rows, 2 * forward))
     monkeypatch.setattr(workloads, "trace_dpo", lambda model, train, micro, accumulation: line(
         18 * GIB, 1 * GIB, micro, 10 * forward))
-    monkeypatch.setattr(workloads, "trace_decode", lambda model, images: line(0.1 * GIB, 0.1 * GIB, images, 3 * forward))
+    monkeypatch.setattr(workloads, "trace_decode",
+                        lambda model, images: line(0.1 * GIB, 0.1 * GIB, images, 3 * forward))
     monkeypatch.setattr(workloads, "frozen_parts_bytes", lambda model: int(0.5 * GIB))
     monkeypatch.setattr(workloads, "unet_parameters", lambda model: 123)
     for cached in (estimate._sampling, estimate._ranking, estimate._dpo, estimate._decode, estimate._frozen_bytes,
