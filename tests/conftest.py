@@ -42,6 +42,7 @@ def _work_group(nodeid: str) -> str:
     return "tests/flows" if path.startswith("tests/flows/") else path
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without pytest-xdist runs the suite serially
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's scheduler with :func:`_work_group` as the unit of work (its ``loadgroup`` mode does
     not group under pytest 9)."""
