@@ -28,6 +28,8 @@ from prefect import flow, tags
 from pydantic import BaseModel
 
 from sail_core.config import SailConfig, load_config
+from sail_core.errors import InputError
+from sail_core.evaluation.run_report import SIDE_BY_SIDE_PROMPTS
 from sail_core.preflight import preflight
 from sail_core.run.layout import check_name
 from sail_core.run.lineage import Lineage, ModelRef, base_model
@@ -53,8 +55,22 @@ from sail_core.stages import (
     RankInputs,
     real_generation_config,
 )
-from tasks.artifacts import export_snippet, publish_export, publish_metrics, publish_samples
-from tasks.run import PipelineRun, hold_run, run_location, tag_flow_run
+from tasks.artifacts import (
+    export_snippet,
+    publish_comparison,
+    publish_export,
+    publish_metrics,
+    publish_samples,
+)
+from tasks.run import (
+    PipelineRun,
+    enter_deployment_workdir,
+    hold_run,
+    refuse,
+    run_location,
+    tag_flow_run,
+    warn_about_workers,
+)
 
 
 def resolve_config(preset: str, config_file: str | None, rounds: int | None,
@@ -117,25 +133,43 @@ def sail_loop(
     overrides: dict[str, Any] | None = None,
     runs_dir: str = "runs",
     report_dir: str = "report",
-    fault: str | None = None,
 ) -> dict[str, Any]:
-    """Run SAIL. ``overrides`` maps dotted config fields to values (``{"reward.k_draws": 4}``);
-    ``runs_dir`` may be an fsspec URL; ``report_dir`` (one folder name, inside the run) receives the
-    metrics table, plot and sample grid, so several variants can share one run directory (and its
-    cached stages); ``fault`` injects a failure for tests (``tasks.faults``). The run directory is
-    locked while the flow works in it (``sail_core.run.lock``). Before any stage, the preflight
-    (``sail_core.preflight``) checks that the model, every data path, the device and the run directory
-    are there."""
-    # a name that becomes a path is one component (a deployment's parameters are not trusted either)
-    check_name(report_dir, "report folder name", "report_dir")
-    config = resolve_config(preset, config_file, rounds, overrides)
-    # a missing file, device or permission fails here, in seconds, not stages later; never retried (an InputError)
-    preflight(config, run_location(runs_dir, run_name))
-    with hold_run(runs_dir, run_name) as took_over, tags(*tag_flow_run(run_name)):
-        run = PipelineRun.open(config, runs_dir, run_name, fault)
-        if took_over:
-            run.log("took over the lock of %s, whose process no longer holds it", took_over)
-        return _sail(run, report_dir)
+    """Run SAIL: iteration 0 on the human seed pairs, then self-ranked rounds, each evaluated.
+
+    Args:
+        preset: A shipped preset (world, sd15, sdxl, sd15-lora, ...) used when no config_file is given.
+        config_file: A YAML config file (relative to the run's working directory) instead of a preset.
+        run_name: The run's folder under runs_dir. Rerun with the same name to resume: finished stages are Cached.
+        rounds: Self-ranked rounds after iteration 0 (default: the config's).
+        overrides: Dotted config fields and their values, e.g. {"reward.k_draws": 4, "runtime.shard_workers": 2}.
+        runs_dir: Where runs live: a directory (relative paths are resolved in the run's working directory,
+            SAIL_WORKDIR on the worker or the checkout prefect deploy ran in) or an s3:// URL.
+        report_dir: The folder inside the run that receives the metrics table, plot and sample grids.
+
+    The run directory is locked while the flow works in it (two runs of one name never run at once:
+    ``sail_core.run.lock``). Before any stage, the preflight (``sail_core.preflight``) checks that the
+    model, every data path, the device and the run directory are there; its problems fail the run at
+    once, one log line each, never retried.
+    """
+    workdir = enter_deployment_workdir()
+    # tagged first, so that a run that cannot start is found by its run: tag too
+    with tags(*tag_flow_run(run_name)):
+        try:
+            # a name that becomes a path is one component (a deployment's parameters are not trusted either)
+            check_name(report_dir, "report folder name", "report_dir")
+            config = resolve_config(preset, config_file, rounds, overrides)
+            # a missing file, device or permission fails here, in seconds, not stages later
+            preflight(config, run_location(runs_dir, run_name))
+            warn_about_workers(config)
+        except InputError as exc:
+            return refuse(exc)
+        with hold_run(runs_dir, run_name) as took_over:
+            run = PipelineRun.open(config, runs_dir, run_name)
+            if workdir is not None:
+                run.log("working directory %s (relative paths are resolved there)", workdir)
+            if took_over:
+                run.log("took over the lock of %s, whose process no longer holds it", took_over)
+            return _sail(run, report_dir)
 
 
 def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
@@ -146,7 +180,7 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
     lineage = Lineage.start(base_model(config))
     baseline = run.evaluate(lineage.base, "base")
     evaluations, evaluated = [baseline], [lineage.base]
-    publish_samples(run.run_name, baseline, run.run_dir)
+    publish_samples(run.run_name, baseline, run.run_dir, run.grid_prompts(baseline))
     publish_metrics(run.run_name, evaluations)
     seed = None
     if config.seed_data.pairs:  # iteration 0: Diffusion-DPO on the human seed pairs, from the base
@@ -157,7 +191,7 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
         lineage = lineage.then(run.train(0, seed.pairs, init=lineage.base))
         evaluations.append(run.evaluate(lineage.latest, "round-00", baseline))
         evaluated.append(lineage.latest)
-        publish_samples(run.run_name, evaluations[-1], run.run_dir)
+        publish_samples(run.run_name, evaluations[-1], run.run_dir, run.grid_prompts(evaluations[-1]))
         publish_metrics(run.run_name, evaluations)
     else:  # no human seed (e.g. pure RealAlign): the rounds start from the pretrained model
         lineage = lineage.then(lineage.base)
@@ -170,10 +204,14 @@ def _sail(run: PipelineRun, report_dir: str) -> dict[str, Any]:
         lineage = lineage.then(result.model)
         evaluations.append(result.evaluation)
         evaluated.append(result.model)
-        publish_samples(run.run_name, result.evaluation, run.run_dir)  # in the parent run, beside the others
+        # in the parent run, beside the others
+        publish_samples(run.run_name, result.evaluation, run.run_dir, run.grid_prompts(result.evaluation))
         publish_metrics(run.run_name, evaluations)
     report = run.report(report_dir, evaluations, evaluated)
     print((report / "metrics.txt").read_text())
+    if (report / "samples.png").exists():
+        publish_comparison(run.run_name, report / "samples.png", [e.label for e in evaluations],
+                           run.grid_prompts(baseline, limit=SIDE_BY_SIDE_PROMPTS))
     exported = None
     # the chosen model out of the run: a folder diffusers loads, with its card (once something was trained)
     if config.export.enabled and len(evaluated) > 1:

@@ -35,7 +35,7 @@ from tasks.transfers import log_transfers
 
 @flow(name="sail-shard", flow_run_name="{label}")
 def sail_shard(location: str, config: dict[str, Any], steps: list[dict[str, Any]], shards: list[int],
-               label: str = "shards", fault: str | None = None) -> dict[str, int]:
+               label: str = "shards") -> dict[str, int]:
     """``steps``: ``{"stage", "inputs", "key"}`` each, executed in order for ``shards``. Returns what this
     run moved to and from the run store (bytes and files)."""
     sail_config = SailConfig.model_validate(config)
@@ -57,9 +57,10 @@ def sail_shard(location: str, config: dict[str, Any], steps: list[dict[str, Any]
                                      f"{prepared.key.group}, the flow expects {step['key']}: it runs other code or "
                                      "another config; deploy the flow's commit to every worker", parameter="steps")
                 group = prepared.key.group
-                with StageProgress(progress_key(run_name, declared.name, group, label),
-                                   f"{declared.name} {group} {label} of {run_name}",
-                                   kill_after(fault, declared.name, group, label)) as progress:
+                part = label.removeprefix(f"{run_name}-{group}-")  # shard-K: the run and round are in the key
+                with StageProgress(progress_key(run_name, declared.name, group, part),
+                                   f"{declared.name} {group} {part} of {run_name}",
+                                   kill_after(declared.name, group, label)) as progress:
                     prepared.execute(progress, shards=shards)
                 get_run_logger().info("%s %s: shards %s done", declared.name, group, shards)
     finally:

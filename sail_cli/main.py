@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             quiet_tracebacks()
         result = sail_loop(preset=args.preset, config_file=args.config, run_name=args.run_name, rounds=args.rounds,
-                           overrides=overrides, runs_dir=args.runs_dir, fault=args.fault)
+                           overrides=overrides, runs_dir=args.runs_dir)
     print(f"\nrun directory: {result['run_dir']}\nreport:        {result['report']}")
     exported = result.get("export")
     if exported:
@@ -168,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-name", default="default", help="runs/<name> holds every artifact; rerun to resume")
     run.add_argument("--rounds", type=int, help="number of SAIL rounds (default: the preset's)")
     run.add_argument("--runs-dir", default="runs", help="where runs live: a directory or an fsspec URL")
-    run.add_argument("--fault", help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("config", help="print the resolved configuration")

@@ -271,9 +271,13 @@ def device_problems(config: SailConfig) -> list[str]:
 
     problems = cuda_device_problems(config.runtime.device, "runtime.device")
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if config.runtime.device.startswith("cuda") and 0 < available < config.runtime.train_processes:
-        problems.append(f"runtime.train_processes: {config.runtime.train_processes} training processes need as "
-                        f"many GPUs and this machine has {available}: set runtime.train_processes={available}")
+    processes = config.runtime.train_processes
+    # explicit runtime.device=cpu trains in that many CPU processes (gloo); otherwise each process takes a GPU
+    if processes > 1 and config.runtime.device != "cpu" and available < processes and not problems:
+        has = f"{available}" if available else "none"
+        fix = f"runtime.train_processes={max(available, 1)}" + ("" if available else " (or runtime.device=cpu)")
+        problems.append(f"runtime.train_processes: {processes} training processes need as many GPUs and this "
+                        f"machine has {has}: set {fix}")
     return problems
 
 
@@ -333,8 +337,12 @@ def run_dir_problems(location: str) -> list[str]:
 
 
 def preflight_problems(config: SailConfig, run_location: str) -> list[str]:
-    problems = [*run_dir_problems(run_location), *device_problems(config), *model_problems(config.model),
-                *data_problems(config), *scorer_problems(config)]
+    from sail_core.run.workdir import temporary_clone_problem
+
+    in_clone = temporary_clone_problem(run_location)
+    run_dir = [in_clone] if in_clone else run_dir_problems(run_location)
+    problems = [*run_dir, *device_problems(config), *model_problems(config.model), *data_problems(config),
+                *scorer_problems(config)]
     device = [p for p in problems if p.startswith(("runtime.device", "runtime.train_processes"))]
     return problems if device else [*problems, *memory_problems(config)]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from sail_core.run.stage import stage_label
+
 
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
@@ -17,5 +19,6 @@ def run_key(run_name: str) -> str:
 
 
 def progress_key(run_name: str, stage: str, group: str, part: str = "") -> str:
-    """One progress artifact per run and stage (and shard group): two runs never update each other's."""
-    return "-".join(filter(None, ["progress", run_key(run_name), stage, group, part]))
+    """One progress artifact per run and stage (and shard run): two runs never update each other's.
+    ``progress-<run>-train-round-00``, ``progress-<run>-generate-round-01-shard-1``."""
+    return "-".join(filter(None, ["progress", run_key(run_name), stage_label(stage, group), part]))

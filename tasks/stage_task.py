@@ -42,8 +42,8 @@ def _retry_unless_deterministic(task_: Task, task_run: TaskRun, state: State) ->
 
 @task(name="stage", persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=_retry_unless_deterministic)
-def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str,
-               fault: str | None = None, run_name: str = "", location: str | None = None) -> Record | State:
+def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str, run_name: str = "",
+               location: str | None = None) -> Record | State:
     """Run ``STAGES[stage]`` on ``inputs`` in the run directory, or return its finished record as ``Cached``.
     ``location``: the run's remote store, when ``run_dir`` is a working copy of one."""
     layout = RunLayout(run_dir)
@@ -56,10 +56,10 @@ def stage_task(stage: str, inputs: StageInputs, config: SailConfig, run_dir: str
                                  "recomputing", stage, group, prepared.set_aside)
     if record is not None:
         return Completed(data=record, name="Cached", message=f"finished earlier: {layout.rel(prepared.out_dir)}")
-    check_fault(fault, stage, group)
+    check_fault(stage, group)
     try:
         with StageProgress(progress_key(run_name, stage, group), f"{stage} {group} of {run_name or run_dir}",
-                           kill_after(fault, stage, group)) as progress:
+                           kill_after(stage, group)) as progress:
             return prepared.execute(progress)
     finally:
         if store is not None and store.remote:

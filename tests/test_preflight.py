@@ -178,3 +178,32 @@ def test_preflight_raises_one_input_error_with_a_line_per_problem(tiny_sd15, dat
     lines = str(error.value).splitlines()
     assert lines[0] == "the run cannot start (3 problem(s)):"
     assert [line.split(":")[0] for line in lines[1:]] == ["  - runs_dir", "  - model.source", "  - prompts.files"]
+
+
+def test_more_training_processes_than_gpus_is_a_problem_unless_they_are_asked_to_run_on_the_cpu(tiny_sd15, data,
+                                                                                                 tmp_path):
+    assert not torch.cuda.is_available()  # this suite runs on CPU machines
+    problems = preflight_problems(_config("sd15", tiny_sd15, data, **{"runtime.train_processes": 8}),
+                                  str(tmp_path / "run"))
+    assert problems == ["runtime.train_processes: 8 training processes need as many GPUs and this machine has none: "
+                        "set runtime.train_processes=1 (or runtime.device=cpu)"]
+    on_cpu = _config("sd15", tiny_sd15, data, **{"runtime.train_processes": 2, "runtime.device": "cpu"})
+    assert preflight_problems(on_cpu, str(tmp_path / "run")) == []
+
+
+def test_a_run_directory_inside_a_workers_temporary_clone_is_refused_in_one_line(tiny_sd15, data, tmp_path,
+                                                                                  monkeypatch):
+    import tempfile
+
+    clone = tmp_path / "tmp1a2bprefect" / "repository"
+    clone.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.chdir(clone)
+    problems = preflight_problems(_config("sd15", tiny_sd15, data), "runs/smoke")
+    assert problems == [
+        f"runs_dir: the run directory {clone / 'runs' / 'smoke'} is inside this flow run's temporary directory "
+        f"{clone.parent}, which the worker deletes when the run ends (nothing would resume): set SAIL_WORKDIR on the "
+        "worker, or redeploy with prefect.yaml (it sets SAIL_DEPLOYED_FROM), or pass an absolute runs_dir or an "
+        "s3:// URL"]
+    assert not (clone / "runs").exists()  # refused before anything was written
+    assert preflight_problems(_config("sd15", tiny_sd15, data), str(tmp_path / "runs" / "smoke")) == []

@@ -135,7 +135,12 @@ def _metric_panel(ax, records: Sequence[EvalRecord], metric: str, title: str) ->
     ax.grid(alpha=0.3)
 
 
-def side_by_side(records: Sequence[EvalRecord], root: str | Path, path: str | Path, max_prompts: int = 8,
+SIDE_BY_SIDE_PROMPTS = 8
+"""Prompts (rows, each with its seeds) of the report's side-by-side grid."""
+
+
+def side_by_side(records: Sequence[EvalRecord], root: str | Path, path: str | Path,
+                 max_prompts: int = SIDE_BY_SIDE_PROMPTS,
                  scale: int | None = None) -> Path | None:
     """Rows = (prompt, seed), columns = models: the same prompts and seeds across every model."""
     columns, files = [], []

@@ -110,6 +110,15 @@ def round_group(round_index: int) -> str:
     return f"round-{round_index:02d}"
 
 
+def stage_label(stage: str, group: str) -> str:
+    """The stage and its group, each said once: ``seed``, ``export``, ``evaluate-base``, ``train-round-00``
+    (a group whose first word abbreviates the stage's name, like ``eval-`` or ``seed``, drops that word)."""
+    first, _, rest = group.partition("-")
+    if stage.startswith(first):
+        return f"{stage}-{rest}" if rest else stage
+    return f"{stage}-{group}"
+
+
 def shards_of(n_items: int, per_shard: int) -> int:
     return math.ceil(n_items / per_shard)
 

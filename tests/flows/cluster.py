@@ -4,6 +4,7 @@ own host: its own working directory, cache and credentials), for tests and bench
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -137,7 +138,23 @@ def shard_runs_of(runs: list, location: str) -> list:
     return [r for r in runs if (r.parameters or {}).get("location") == location]
 
 
-def deployment_run(env: dict, deployment: str, *params: str) -> str:
+def deployment_run(env: dict, deployment: str, *params: str, job_env: dict[str, str] | None = None) -> str:
+    """``prefect deployment run`` with ``-p`` parameters; ``job_env`` adds environment variables to this one
+    flow run (``--job-variable env=...``), as a user injects e.g. a fault for a test."""
     args = [a for p in params for a in ("-p", p)]
+    if job_env:
+        args += ["--job-variable", f"env={json.dumps(job_env)}"]
     out = cli(env, "deployment", "run", deployment, *args)
     return next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
+
+
+def parent_flow_run(env: dict, run) -> object:
+    """The flow run a flow run was started from (through the task run its parent made for it), or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if run.parent_task_run_id is None:
+        return None
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        with get_client(sync_client=True) as client:
+            return client.read_task_run(run.parent_task_run_id).flow_run_id

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -160,36 +160,53 @@ def real_arch_data(tmp_path_factory):
 
 @dataclass(frozen=True)
 class Cluster:
-    """This session's server with a process work pool ``sail-gpu``, the deployments of prefect.yaml (their
-    pull step clones a snapshot of this working tree) and three workers, each as if on its own host (its
-    own directory, cache and S3 credentials): ``control`` on the control queue, ``host-a`` and ``host-b``
-    on the gpu queue; and a real S3 API (moto's server) on localhost."""
+    """This session's server with a process work pool ``sail-gpu``, the deployments of prefect.yaml (deployed
+    from ``code``, a snapshot of this working tree: their pull step clones it, and their flow runs work in
+    it, ``SAIL_DEPLOYED_FROM``) and three workers, each as if on its own host (its own directory, cache and
+    S3 credentials): ``control`` on the control queue, ``host-a`` and ``host-b`` on the gpu queue; and a
+    real S3 API (moto's server) on localhost."""
 
     env: dict
     s3: object
     root: Path
+    code: Path
+    workers: dict = field(default_factory=dict)
+    """name -> (process, log handle) of the workers running now."""
+
+    QUEUES = {"control": "control", "host-a": "gpu", "host-b": "gpu"}
+
+    def start_worker(self, name: str) -> None:
+        from .cluster import start_worker
+
+        self.workers[name] = start_worker(self.env, self.QUEUES[name], name, self.root / name, self.s3.env(name))
+
+    def stop_worker(self, name: str) -> None:
+        from .cluster import stop_worker
+
+        proc, handle = self.workers.pop(name)
+        stop_worker(proc)
+        handle.close()
 
 
 @pytest.fixture(scope="session")
 def cluster(prefect_server, tmp_path_factory) -> Cluster:
     from tests.s3_server import S3Server
 
-    from .cluster import cli, code_snapshot, start_worker, stop_worker
+    from .cluster import cli, code_snapshot
 
     root = tmp_path_factory.mktemp("hosts")
     s3 = S3Server().start()
-    workers = []
+    code = code_snapshot(root / "repository")
+    running = Cluster(prefect_server, s3, root, code)
     try:
-        code = code_snapshot(root / "repository")
         cli(prefect_server, "work-pool", "create", "sail-gpu", "--type", "process")
         out = cli(prefect_server, "--no-prompt", "deploy", "--all", cwd=code)
         for name in ("sail-loop/sdxl", "sail-loop/sd15", "sail-loop/world", "sail-shard/gpu"):
             assert name in out, out
-        for queue, name in (("control", "control"), ("gpu", "host-a"), ("gpu", "host-b")):
-            workers.append(start_worker(prefect_server, queue, name, root / name, s3.env(name)))
-        yield Cluster(prefect_server, s3, root)
+        for name in Cluster.QUEUES:
+            running.start_worker(name)
+        yield running
     finally:
-        for proc, handle in workers:
-            stop_worker(proc)
-            handle.close()
+        for name in list(running.workers):
+            running.stop_worker(name)
         s3.stop()

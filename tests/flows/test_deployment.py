@@ -9,13 +9,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from .cluster import ROOT, deployment_run, shard_runs_of, start_worker, stop_worker, wait
+from sail_core.run.workdir import CLONE_MARK
+
+from .cluster import ROOT, cli, deployment_run, parent_flow_run, shard_runs_of, start_worker, stop_worker, wait
 from .conftest import TINY_WORLD
+from .helpers import task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 
@@ -37,9 +41,13 @@ def test_world_deployment_runs_on_a_process_pool_worker_and_shards_across_gpu_qu
     assert (tmp_path / "fanout" / "report" / "metrics.parquet").stat().st_size > 0
     assert (tmp_path / "fanout" / "manifest.json").exists()
     shard_runs = shard_runs_of(others, f"{tmp_path}/fanout")
-    # each shard run generates and then ranks its shards (one model load, no barrier in between)
-    assert sorted(r.name for r in shard_runs) == ["generate-rank-round-01-part-0", "generate-rank-round-01-part-1"]
+    # each shard run generates and then ranks its shards (one model load, no barrier in between); named from
+    # creation, tagged with the run, and children of their round in the UI
+    assert sorted(r.name for r in shard_runs) == ["fanout-round-01-shard-0", "fanout-round-01-shard-1"]
     assert all(r.state.is_completed() for r in shard_runs)
+    assert all({"sail", "run:fanout", "world"} <= set(r.tags) for r in shard_runs), [r.tags for r in shard_runs]
+    round_run = next(r for r in others if r.name == "fanout-round-01")
+    assert {parent_flow_run(cluster.env, r) for r in shard_runs} == {round_run.id}
     round_dir = tmp_path / "fanout" / "round-01"
     assert len(list(next(round_dir.glob("generate-*/")).glob("shard-*.parquet"))) == 4
     assert len(list(next(round_dir.glob("rank-*/")).glob("pairs-*.parquet"))) == 4
@@ -106,3 +114,83 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def _script(name: str, host: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", str(ROOT / "deployments" / name)], cwd=host, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _engine_processes(flow_run_id: str) -> list[int]:
+    """Processes running the flow run (its engine has PREFECT__FLOW_RUN_ID in its environment)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _when(path: Path, pattern: str, flow_run_id: str, env: dict, timeout: float = 600) -> None:
+    """Wait until a file matching ``pattern`` exists under ``path`` (a stage of the run has finished)."""
+    deadline = time.monotonic() + timeout
+    while not any(path.glob(pattern)):
+        assert time.monotonic() < deadline, f"{pattern} did not appear under {path}"
+        time.sleep(0.1)
+
+
+def _stop_mid_round(host: Path, env: dict, flow_run_id: str) -> object:
+    """``deployments/stop-workers.sh`` while the run works: the worker stops in seconds without SIGKILL, no
+    engine process is left, and the flow run ends visibly Crashed (or Cancelled)."""
+    stopped = _script("stop-workers.sh", host, env)
+    assert "SIGKILL" not in stopped.stdout, stopped.stdout
+    assert _engine_processes(flow_run_id) == []
+    run, _ = wait(env, flow_run_id, timeout=120)
+    assert run.state.is_crashed() or run.state.is_cancelled(), run.state
+    return run
+
+
+def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cluster, golden, tmp_path):
+    """The README's path, with no runs_dir: the run lives in the checkout `prefect deploy` ran in (not in
+    the worker's temporary clone), so a rerun of the deployment with the same run name, and
+    `prefect flow-run retry`, each resume it with every finished stage Cached, to the bytes of an
+    uninterrupted run. The workers are the user's: deployments/start-workers.sh and stop-workers.sh."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in cluster.env.items() if k != "PYTHONPATH"}
+    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(tmp_path), SAIL_CACHE_DIR=str(tmp_path / "cache"))
+    runs = cluster.code / "runs"
+    run_dir = golden.copy_iteration_0(runs, "resume")
+    params = ("run_name=resume", f"overrides={json.dumps(TINY_WORLD)}")
+    cluster.stop_worker("control")  # this test's own control worker takes the control queue
+    try:
+        _script("start-workers.sh", tmp_path, env)
+        first = deployment_run(env, "sail-loop/world", *params)
+        _when(run_dir / "round-01", "prompts-*.json", first, env)  # round 1 has begun: its prompts are drawn
+        _stop_mid_round(tmp_path, env, first)
+        assert not list(Path(tempfile.gettempdir()).glob("*prefect/" + CLONE_MARK)), "a clone was left behind"
+
+        _script("start-workers.sh", tmp_path, env)
+        second = deployment_run(env, "sail-loop/world", *params)
+        _when(run_dir / "round-01", "mix-*.json", second, env)  # stopped again, later in the round
+        _stop_mid_round(tmp_path, env, second)
+        states = task_states(second)
+        for name in ("seed", "train-round-00", "evaluate-base", "evaluate-round-00", "prompts-round-01"):
+            assert states[name] == "Cached", (name, states)
+
+        _script("start-workers.sh", tmp_path, env)
+        cli(env, "flow-run", "retry", second)
+        retried, _ = wait(env, second, timeout=900)
+        assert retried.state.is_completed(), retried.state.message
+        states = task_states(second)
+        for name in ("prompts-round-01", "generate-round-01", "rank-round-01", "mix-round-01"):
+            assert states[name] == "Cached", (name, states)
+    finally:
+        _script("stop-workers.sh", tmp_path, env)
+        cluster.start_worker("control")
+    resumed, straight = tree_bytes(run_dir), tree_bytes(golden.dir)
+    assert resumed.keys() == straight.keys()
+    assert [p for p in resumed if resumed[p] != straight[p]] == []

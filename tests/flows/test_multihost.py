@@ -18,7 +18,7 @@ from .helpers import tree_bytes
 
 pytestmark = pytest.mark.flows
 RUNS = "s3://sail-runs/runs"
-KILLED_PART = "generate-rank-round-01-part-1"
+KILLED_PART = "multi-round-01-shard-1"
 
 
 def _transfers(root, host: str) -> list[dict]:
@@ -35,8 +35,9 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
     env, s3, root = cluster.env, cluster.s3, cluster.root
     overrides = json.dumps({**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5})
     # host b dies (SIGKILL) in its second generation shard: 2 prompts x 4 candidates a shard, killed at 12
+    # (the fault is no deployment parameter: it reaches this one flow run, and its shard runs, as a job variable)
     killed_id = deployment_run(env, "sail-loop/world", "run_name=multi", f"runs_dir={RUNS}", f"overrides={overrides}",
-                               f"fault=generate:round-01:12@{KILLED_PART}")
+                               job_env={"SAIL_FAULT": f"generate:round-01:12@{KILLED_PART}"})
     killed, others = wait(env, killed_id, timeout=1500)
     assert killed.state.is_failed(), killed.state
     crashed = [r for r in shard_runs_of(others, f"{RUNS}/multi") if r.name == KILLED_PART]
@@ -60,7 +61,7 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
              if "/generate-" in rel and "/shard-" in rel}
     assert {k: after[k] for k in shards} == shards  # nothing finished was redone
     moved = [t for host in ("host-a", "host-b") for t in _transfers(root, host)]
-    part0 = [t for t in moved if t["what"] == "generate-rank-round-01-part-0"]
+    part0 = [t for t in moved if t["what"] == "multi-round-01-shard-0"]
     part1 = [t for t in moved if t["what"] == KILLED_PART]
     # part 0 uploaded its 2 shards' tensors and tables and their rewards and pairs tables, then on the
     # rerun found everything done; part 1 (no record of the killed attempt) generated shard 3 alone and

@@ -25,9 +25,9 @@ from .helpers import artifacts, flow_logs, flow_runs, task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 ROOT = Path(__file__).resolve().parents[2]
-UPSTREAM_OF_MIX = ("seed-seed", "evaluate-eval-base", "train-round-00", "evaluate-eval-round-00", "prompts-round-01",
+UPSTREAM_OF_MIX = ("seed", "evaluate-base", "train-round-00", "evaluate-round-00", "prompts-round-01",
                    "generate-round-01", "rank-round-01")
-FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-eval-round-01", "export-export")
+FROM_MIX_ON = ("mix-round-01", "train-round-01", "evaluate-round-01", "export")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -76,31 +76,49 @@ def test_flow_runs_are_named_after_the_run_and_rounds_carry_its_tags(golden):
     assert all(set(parent.tags) <= set(c.tags) for c in children)
 
 
-def test_the_metrics_table_has_every_column_from_the_base_on_once_per_evaluation(golden):
+def test_one_live_metrics_table_per_run_headline_first_and_rounded(golden):
+    """Published after the base, after iteration 0 and after round 1 into one artifact (one card on the run's
+    page, updated in place): model, the headline metric, its CI and its win rate first; every number rounded."""
     versions = artifacts("sail-metrics-golden")
-    tables = [json.loads(a.data) if isinstance(a.data, str) else a.data for a in versions]
-    # published after the base, after iteration 0 and after round 1: once each, growing by one row
-    assert [[row["model"] for row in table] for table in tables] == [
-        ["base"], ["base", "round-00"], ["base", "round-00", "round-01"]]
-    columns = list(tables[-1][0])
-    assert "utility_win_rate" in columns and "utility" in columns
-    for table in tables:  # the UI takes its columns from the first row: the base's has the win rates too
-        assert all(list(row) == columns for row in table)
-    assert tables[-1][0]["utility_win_rate"] is None and 0 <= tables[-1][2]["utility_win_rate"] <= 1
+    assert len(versions) == 1 and versions[0].flow_run_id == golden.flow_run_id
+    table = json.loads(versions[0].data) if isinstance(versions[0].data, str) else versions[0].data
+    assert [row["model"] for row in table] == ["base", "round-00", "round-01"]
+    columns = list(table[0])
+    assert columns[:4] == ["model", "utility", "utility_ci95", "utility_win_rate"]
+    assert all(list(row) == columns for row in table)  # the UI takes its columns from the first row
+    assert table[0]["utility_win_rate"] is None and 0 <= table[2]["utility_win_rate"] <= 1
+    numbers = [v for row in table for v in row.values() if isinstance(v, float)]
+    assert numbers and all(round(v, 4) == v for v in numbers)
+    summary = json.loads((golden.dir / "eval-round-01").glob("evaluate-*/summary.json").__next__().read_text())
+    assert table[2]["utility"] == round(summary["metrics"]["utility"], 4)
+    reports = artifacts("sail-report-golden")
+    assert len(reports) == 1 and "round-01" in reports[0].data
 
 
 def test_progress_artifacts_are_keyed_per_run_and_each_ends_at_100(golden):
     progress = {a.key: a.data for a in artifacts("progress-golden-")}
     assert set(progress) == {f"progress-golden-{name}" for name in (*UPSTREAM_OF_MIX, *FROM_MIX_ON)}
     assert all(value == 100.0 for value in progress.values()), progress
+    # the run's own bar, on its page: every planned stage done
+    run_bar = [a for a in artifacts("progress-golden") if a.key == "progress-golden"]
+    assert len(run_bar) == 1 and run_bar[0].data == 100.0 and run_bar[0].flow_run_id == golden.flow_run_id
+    assert run_bar[0].description == "run golden: export done, stage 11 of 11"
 
 
 def test_round_sample_grids_are_artifacts_of_the_parent_run(golden):
-    samples = artifacts("sail-samples-golden-")
-    assert sorted(a.key for a in samples) == ["sail-samples-golden-base", "sail-samples-golden-round-00",
-                                             "sail-samples-golden-round-01"]
-    assert {a.flow_run_id for a in samples} == {golden.flow_run_id}
-    assert all("data:image/png;base64," in a.data for a in samples)
+    samples = {a.key: a for a in artifacts("sail-samples-golden-")}
+    assert sorted(samples) == ["sail-samples-golden-base", "sail-samples-golden-round-00",
+                               "sail-samples-golden-round-01", "sail-samples-golden-side-by-side"]
+    assert {a.flow_run_id for a in samples.values()} == {golden.flow_run_id}
+    assert all("data:image/png;base64," in a.data for a in samples.values())
+    # each grid with its prompts, one per row (TINY_WORLD: 2 grid prompts), the same ones for every model
+    images = pq.read_table(next((golden.dir / "eval-base").glob("evaluate-*/images.parquet")))
+    prompts = list(dict.fromkeys(images.column("prompt").to_pylist()))
+    assert len(prompts) == 2
+    listed = [f"{i + 1}. {p}" for i, p in enumerate(prompts)]
+    for artifact in samples.values():
+        assert artifact.data.endswith("\n".join(listed)), artifact.key
+    assert "Columns: base, round-00, round-01" in samples["sail-samples-golden-side-by-side"].data
 
 
 def test_nothing_in_a_run_directory_holds_an_absolute_path(golden):
@@ -160,13 +178,14 @@ def test_two_runs_with_the_same_seed_and_threads_are_byte_identical(golden, tmp_
     assert [path for path in first if first[path] != second[path]] == []
 
 
-def test_a_failed_flow_leaves_nothing_pickled_in_prefect_storage(tmp_path):
+def test_a_failed_flow_leaves_nothing_pickled_in_prefect_storage(tmp_path, monkeypatch):
     from prefect.settings import get_current_settings
 
     storage = Path(get_current_settings().results.local_storage_path)
     before = set(storage.rglob("*")) if storage.exists() else set()
+    monkeypatch.setenv("SAIL_FAULT", "seed:seed")
     state = sail_loop(preset="world", run_name="fails", runs_dir=str(tmp_path), overrides=TINY_WORLD,
-                      fault="seed:seed", return_state=True)
+                      return_state=True)
     assert state.is_failed()
     written = [p for p in storage.rglob("*") if p.is_file() and p not in before]
     assert written, "Prefect writes a failed flow's exception to its result storage"

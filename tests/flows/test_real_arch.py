@@ -36,8 +36,8 @@ from .helpers import task_states
 from .real_arch import overrides, report_cost, run_flow
 
 pytestmark = [pytest.mark.flows, pytest.mark.real_arch]
-STAGES = {"evaluate-eval-base", "seed-seed", "train-round-00", "evaluate-eval-round-00", "prompts-round-01",
-          "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01", "evaluate-eval-round-01"}
+STAGES = {"evaluate-base", "seed", "train-round-00", "evaluate-round-00", "prompts-round-01",
+          "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01", "evaluate-round-01"}
 
 
 def _recorded_images(run_dir: Path, evaluation: dict) -> np.ndarray:

@@ -19,9 +19,9 @@ from .helpers import task_runs, task_states, tree_bytes
 pytestmark = pytest.mark.flows
 
 
-def _run(runs_dir: Path, name: str, fault: str | None = None, **extra):
+def _run(runs_dir: Path, name: str, **extra):
     return sail_loop(preset="world", run_name=name, runs_dir=str(runs_dir), overrides={**TINY_WORLD, **extra},
-                     fault=fault, return_state=True)
+                     return_state=True)
 
 
 def test_world_flow_completes_and_writes_its_artifacts(golden):
@@ -38,14 +38,16 @@ def test_world_flow_completes_and_writes_its_artifacts(golden):
     assert generate["record"]["n_prompts"] == 8 and generate["settings"]["generate"]["n_candidates"] == 4
     states = task_states(golden.flow_run_id)
     assert set(states.values()) == {"Completed"}
-    assert {"seed-seed", "train-round-00", "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01",
-            "evaluate-eval-base", "evaluate-eval-round-01"} <= set(states)
+    assert {"seed", "train-round-00", "generate-round-01", "rank-round-01", "mix-round-01", "train-round-01",
+            "evaluate-base", "evaluate-round-01"} <= set(states)
 
 
 def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_path, golden):
     # iteration 0 from the golden run; round 1 is computed until its mix fails
     golden.copy_iteration_0(tmp_path / "a", "run")
-    failed = _run(tmp_path / "a", "run", fault="mix:round-01")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAIL_FAULT", "mix:round-01")
+        failed = _run(tmp_path / "a", "run")
     assert failed.is_failed()
     first = task_states(failed.state_details.flow_run_id)
     assert first["mix-round-01"] == "Failed" and first["rank-round-01"] == "Completed"
@@ -53,10 +55,10 @@ def test_failed_round_resumes_from_cache_and_matches_an_uninterrupted_run(tmp_pa
     resumed = _run(tmp_path / "a", "run")
     assert resumed.is_completed()
     states = task_states(resumed.state_details.flow_run_id)
-    for name in ("seed-seed", "evaluate-eval-base", "train-round-00", "evaluate-eval-round-00",
+    for name in ("seed", "evaluate-base", "train-round-00", "evaluate-round-00",
                  "prompts-round-01", "generate-round-01", "rank-round-01"):
         assert states[name] == "Cached", (name, states[name])
-    for name in ("mix-round-01", "train-round-01", "evaluate-eval-round-01"):
+    for name in ("mix-round-01", "train-round-01", "evaluate-round-01"):
         assert states[name] == "Completed", (name, states[name])
 
     # the uninterrupted run: this session's golden run (a run's files do not hold its name)
@@ -94,9 +96,9 @@ def test_generation_killed_mid_shard_resumes_without_regenerating_finished_shard
     golden.copy_iteration_0(tmp_path, "run")
     # 4 shards of 2 prompts x 4 candidates: die once 12 candidates exist, i.e. inside the second shard
     code = ("from flows.sail_loop import sail_loop; import json, sys; "
-            "sail_loop(preset='world', run_name='run', runs_dir=sys.argv[1], overrides=json.loads(sys.argv[2]), "
-            "fault='generate:round-01:12')")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), json.dumps(overrides)], env=env,
+            "sail_loop(preset='world', run_name='run', runs_dir=sys.argv[1], overrides=json.loads(sys.argv[2]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), json.dumps(overrides)],
+                          env={**env, "SAIL_FAULT": "generate:round-01:12"},
                           capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[2])
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     generate_dir = next((tmp_path / "run" / "round-01").glob("generate-*/"))
@@ -118,8 +120,8 @@ def test_pure_realalign_and_sail_with_real_anchors_run_through_the_same_flow(tmp
                       return_state=True)
     assert state.is_completed(), state.message
     states = task_states(state.state_details.flow_run_id)
-    assert "seed-seed" not in states and "rank-round-01" not in states  # no human labels, no self-ranking
-    assert {"real-real", "generate-round-01", "mix-round-01", "train-round-01"} <= set(states)
+    assert "seed" not in states and "rank-round-01" not in states  # no human labels, no self-ranking
+    assert {"real", "generate-round-01", "mix-round-01", "train-round-01"} <= set(states)
     mix = json.loads(next((tmp_path / "realalign" / "round-01").glob("mix-*.json")).read_text())["record"]
     assert set(mix["counts"]) == {"real-generated", "real-perturbed"}
     assert mix["counts"]["real-generated"] == mix["counts"]["real-perturbed"] == 6
@@ -155,6 +157,6 @@ def test_bad_input_found_inside_a_stage_is_not_retried(tmp_path):
     broken = write_pickapic(tmp_path / "pairs.parquet", [f"a picture of thing {i}" for i in range(20)], labels)
     state = _run(tmp_path / "runs", "broken", **{"seed_data.pairs": [str(broken)]})
     assert state.is_failed()
-    seed = task_runs(state.state_details.flow_run_id)["seed-seed"]
+    seed = task_runs(state.state_details.flow_run_id)["seed"]
     assert seed.state.name == "Failed" and seed.run_count == 1  # an InputError is not retried (stages retry twice)
     assert "row 19" in seed.state.message
