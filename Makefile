@@ -7,12 +7,15 @@ BIN := $(VENV)/bin
 # open-clip-torch's torchvision upgrades torch to the newest, multi-GB CUDA build.
 # Which build: on Linux without an NVIDIA driver (no nvidia-smi) PyTorch's CPU index is added, whose
 # 2.13.0+cpu wins over PyPI's CUDA 2.13.0 (a local version sorts above its public one); an extra index,
-# not a replacement, so a machine whose pip has its own index (or cannot reach PyTorch's) still installs.
+# not a replacement, so a machine whose pip has its own index still installs from it.
 # With an NVIDIA GPU, or on macOS, the default index's torch; choose a CUDA build with e.g.
 # make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_VERSION ?= 2.13.0
 CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
-TORCH_INDEX ?= $(if $(and $(filter Linux,$(shell uname -s)),$(if $(shell command -v nvidia-smi),,cpu)),$(CPU_TORCH_INDEX))
+# Only if it answers: pip would otherwise retry an unreachable index for every package it resolves.
+# (?= is expanded lazily: the probe runs when the install recipe runs, not on every make.)
+TORCH_INDEX ?= $(if $(and $(filter Linux,$(shell uname -s)),$(if $(shell command -v nvidia-smi),,cpu),$(shell \
+  $(PYTHON) -c "import urllib.request as u; u.urlopen('$(CPU_TORCH_INDEX)/', timeout=10)" >/dev/null 2>&1 && echo up)),$(CPU_TORCH_INDEX))
 # what `make install` installs besides the package: the test suite's and the docs site's tools
 EXTRAS ?= test,docs
 

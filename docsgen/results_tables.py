@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from docsgen.markdown import map_prose
+
 MARKER = re.compile(r"<!--\s*results-table:\s*(\S+)((?:\s+[\w.-]+=[^\s>]+)*)\s*-->")
 
 
@@ -51,7 +53,8 @@ def expand(markdown: str, root: Path) -> str:
             filters[column] = values.split(",")
         return "\n" + table(root, match.group(1), filters) + "\n"
 
-    return MARKER.sub(replace, markdown)
+    # only in prose: a page may show the marker's syntax in a code span or block
+    return map_prose(markdown, lambda prose: MARKER.sub(replace, prose))
 
 
 def markers(markdown: str) -> list[str]:
