@@ -28,7 +28,8 @@ def _field_docs(model: type[BaseModel]) -> dict[str, str]:
     """A field's documentation: the string literal after it, else the comment lines right above it
     (the two ways ``sail_core/config.py`` documents a field)."""
     source_lines, _ = inspect.getsourcelines(model)
-    tree = ast.parse(inspect.cleandoc("".join(source_lines)) if source_lines[0].startswith(" ") else "".join(source_lines))
+    source = "".join(source_lines)
+    tree = ast.parse(inspect.cleandoc(source) if source_lines[0].startswith(" ") else source)
     body = tree.body[0].body  # type: ignore[attr-defined]
     lines = "".join(source_lines).split("\n")
     docs: dict[str, str] = {}

@@ -62,6 +62,7 @@ from tasks.artifacts import (
     publish_metrics,
     publish_samples,
 )
+from tasks.library_logs import forward_library_logs
 from tasks.run import (
     PipelineRun,
     enter_deployment_workdir,
@@ -151,6 +152,7 @@ def sail_loop(
     model, every data path, the device and the run directory are there; its problems fail the run at
     once, one log line each, never retried.
     """
+    forward_library_logs()  # the library's warnings (a damaged file passed over, a repair) on the run's page
     workdir = enter_deployment_workdir()
     # tagged first, so that a run that cannot start is found by its run: tag too
     with tags(*tag_flow_run(run_name)):

@@ -29,7 +29,9 @@ from sail_core.run.runner import prepare
 from sail_core.stages import STAGES
 from tasks.artifact_keys import progress_key
 from tasks.faults import kill_after
+from tasks.library_logs import forward_library_logs
 from tasks.progress import StageProgress
+from tasks.run import enter_deployment_workdir
 from tasks.transfers import log_transfers
 
 
@@ -38,6 +40,8 @@ def sail_shard(location: str, config: dict[str, Any], steps: list[dict[str, Any]
                label: str = "shards") -> dict[str, int]:
     """``steps``: ``{"stage", "inputs", "key"}`` each, executed in order for ``shards``. Returns what this
     run moved to and from the run store (bytes and files)."""
+    forward_library_logs()
+    enter_deployment_workdir()  # a relative model or data path means what it means to the loop
     sail_config = SailConfig.model_validate(config)
     workspace = None
     if is_url(location):

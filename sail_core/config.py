@@ -355,6 +355,9 @@ class RuntimeConfig(_Strict):
     shard_poll_seconds: float = Field(5.0, gt=0)
     """How often a round asks the Prefect API whether its shard runs finished (Prefect's own default is 5 s;
     a shorter interval ends the round sooner after its last shard at the cost of more API calls)."""
+    shard_wait_warning_seconds: float = Field(60.0, gt=0)
+    """A round whose shard runs have all waited this long to start says so in its log, once, with the
+    reason when it can tell (no worker polls the ``gpu`` queue)."""
     compile: bool = False
     """``torch.compile`` the UNets that sample (generation, evaluation) and rank; training stays eager.
     Each new batch shape compiles once (about a minute for SD1.5 on a GPU, more for SDXL; a shard's

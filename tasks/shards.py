@@ -10,7 +10,7 @@ config) fails with that said, instead of writing somewhere the flow will not loo
 
 In the UI the shard runs are children of their round (created from the round's flow run, named
 ``<run>-round-NN-shard-K`` from creation and tagged like the round). A round whose shard runs have
-not started after :data:`WAIT_WARNING_S` says why in its log (no worker polls the queue), and a round
+not started after ``runtime.shard_wait_warning_seconds`` says why in its log (no worker polls the queue), and a round
 that fails or is cancelled cancels the shard runs it started.
 """
 
@@ -33,8 +33,6 @@ from sail_core.run.stage import Stage, StageInputs
 from tasks.faults import FAULT_ENV, injected_fault
 
 SHARD_DEPLOYMENT = "sail-shard/gpu"
-WAIT_WARNING_S = 60.0
-"""A round whose shard runs have all waited this long says so in its log, once."""
 
 
 def shard_groups(n_shards: int, workers: int) -> list[list[int]]:
@@ -65,7 +63,10 @@ def _idle_queue_warning(client: Any, pool: str | None, queue_name: str | None) -
         queue = None
     if queue is not None and queue.status == WorkQueueStatus.READY:
         return None
-    state = "does not exist yet" if queue is None else f"is {queue.status.value if queue.status else 'not ready'}"
+    if queue is not None and (queue.is_paused or queue.status == WorkQueueStatus.PAUSED):
+        return (f"the work queue {queue_name!r} of pool {pool!r} is paused: the shard runs wait until it is resumed "
+                f"(prefect work-queue resume {queue_name} --pool {pool})")
+    state = "does not exist yet" if queue is None else "has not been polled lately"
     return (f"no worker polls the work queue {queue_name!r} of pool {pool!r} (it {state}): the shard runs wait "
             "until one does; start one per GPU with deployments/start-workers.sh")
 
@@ -92,7 +93,7 @@ def dispatch_shards(location: str, config: SailConfig, steps: Sequence[tuple[Sta
                 job_variables=job_variables, parameters={
                     "location": location, "config": config.model_dump(mode="json"), "steps": payload,
                     "shards": shards, "label": name}))
-        finished = _wait_for(started, config.runtime.shard_poll_seconds)
+        finished = _wait_for(started, config.runtime.shard_poll_seconds, config.runtime.shard_wait_warning_seconds)
     except BaseException:
         _cancel_unfinished(started)
         raise
@@ -102,8 +103,8 @@ def dispatch_shards(location: str, config: SailConfig, steps: Sequence[tuple[Sta
                            "shards")
 
 
-def _wait_for(runs: list[FlowRun], poll_seconds: float) -> list[FlowRun]:
-    """Poll until every run is final; once, after :data:`WAIT_WARNING_S` with none started, log why."""
+def _wait_for(runs: list[FlowRun], poll_seconds: float, warn_after: float) -> list[FlowRun]:
+    """Poll until every run is final; once, after ``warn_after`` seconds with none started, log why."""
     began, warned = time.monotonic(), False
     with get_client(sync_client=True) as client:
         while True:
@@ -111,12 +112,12 @@ def _wait_for(runs: list[FlowRun], poll_seconds: float) -> list[FlowRun]:
             if all(r.state is not None and r.state.is_final() for r in runs):
                 return runs
             waiting = [r for r in runs if r.state is None or r.state.is_scheduled() or r.state.is_pending()]
-            if not warned and len(waiting) == len(runs) and time.monotonic() - began >= WAIT_WARNING_S:
+            if not warned and len(waiting) == len(runs) and time.monotonic() - began >= warn_after:
                 warned = True
                 deployment = client.read_deployment_by_name(SHARD_DEPLOYMENT)
                 why = _idle_queue_warning(client, deployment.work_pool_name, deployment.work_queue_name)
                 get_run_logger().warning("%d shard runs (%s) have waited %.0f s to start%s", len(runs),
-                                         ", ".join(r.name for r in runs), WAIT_WARNING_S,
+                                         ", ".join(r.name for r in runs), warn_after,
                                          f": {why}" if why else "; every worker of their queue is busy")
             time.sleep(poll_seconds)
 

@@ -16,12 +16,14 @@ async def _task_runs(flow_run_id) -> dict:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
         ids = [flow_run_id] + [c.id for c in children]
         runs = await client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id={"any_": ids}))
-        # a subflow call also leaves a task run named after the subflow in its parent: not a stage
+        # a subflow call also leaves a task run named after the subflow in its parent: not a stage; a flow run
+        # retried has each stage's task run once per attempt: the latest one counts
+        runs = sorted(runs, key=lambda r: r.created)
         return {r.name: r for r in runs if r.state is not None and not r.name.startswith("sail-round")}
 
 
 def task_runs(flow_run_id) -> dict:
-    """Every task run of a flow run (and of its subflows), by task run name."""
+    """Every task run of a flow run (and of its subflows), by task run name (of a retried run: the last attempt's)."""
     return asyncio.run(_task_runs(flow_run_id))
 
 

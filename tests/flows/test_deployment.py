@@ -19,7 +19,7 @@ from sail_core.run.workdir import CLONE_MARK
 
 from .cluster import ROOT, cli, deployment_run, parent_flow_run, shard_runs_of, start_worker, stop_worker, wait
 from .conftest import TINY_WORLD
-from .helpers import task_states, tree_bytes
+from .helpers import flow_logs, task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 
@@ -147,9 +147,9 @@ def _stop_mid_round(host: Path, env: dict, flow_run_id: str) -> object:
     """``deployments/stop-workers.sh`` while the run works: the worker stops in seconds without SIGKILL, no
     engine process is left, and the flow run ends visibly Crashed (or Cancelled)."""
     stopped = _script("stop-workers.sh", host, env)
-    assert "SIGKILL" not in stopped.stdout, stopped.stdout
+    assert "ending 1 running flow run(s)" in stopped.stdout and "SIGKILL" not in stopped.stdout, stopped.stdout
     assert _engine_processes(flow_run_id) == []
-    run, _ = wait(env, flow_run_id, timeout=120)
+    run, _ = wait(env, flow_run_id, timeout=60)
     assert run.state.is_crashed() or run.state.is_cancelled(), run.state
     return run
 
@@ -194,3 +194,48 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
     resumed, straight = tree_bytes(run_dir), tree_bytes(golden.dir)
     assert resumed.keys() == straight.keys()
     assert [p for p in resumed if resumed[p] != straight[p]] == []
+
+
+def test_a_round_waiting_for_gpu_workers_says_why_and_cancelling_its_run_cancels_its_shard_runs(cluster, golden,
+                                                                                                 tmp_path):
+    """The gpu queue paused (no worker takes shard runs): the preflight warns, the round says why within its
+    warning time, and cancelling the run from the UI or CLI cancels the shard runs it left queued."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.shards import _idle_queue_warning
+
+    golden.copy_iteration_0(tmp_path, "waits")
+    overrides = {**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5,
+                 "runtime.shard_wait_warning_seconds": 2}
+    cli(cluster.env, "work-queue", "pause", "gpu", "--pool", "sail-gpu")
+    try:
+        run_id = _world_run(cluster.env, tmp_path, "waits", overrides)
+        deadline = time.monotonic() + 300
+        while not any("have waited 2 s to start" in line for line in flow_logs(run_id)):
+            assert time.monotonic() < deadline, flow_logs(run_id)
+            time.sleep(0.5)
+        cli(cluster.env, "flow-run", "cancel", run_id)
+        cancelled, others = wait(cluster.env, run_id, timeout=120)
+    finally:
+        cli(cluster.env, "work-queue", "resume", "gpu", "--pool", "sail-gpu")
+    assert cancelled.state.is_cancelled(), cancelled.state
+    logs = flow_logs(run_id)
+    paused = ("the work queue 'gpu' of pool 'sail-gpu' is paused: the shard runs wait until it is resumed "
+              "(prefect work-queue resume gpu --pool sail-gpu)")
+    assert paused in logs  # the preflight's warning
+    assert ("2 shard runs (waits-round-01-shard-0, waits-round-01-shard-1) have waited 2 s to start: "
+            + paused) in logs
+    shard_runs = shard_runs_of(others, f"{tmp_path}/waits")
+    assert sorted((r.name, r.state.name) for r in shard_runs) == [
+        ("waits-round-01-shard-0", "Cancelled"), ("waits-round-01-shard-1", "Cancelled")]
+
+    # a queue no worker polls, and one that does not exist, are said as such
+    cli(cluster.env, "work-queue", "create", "nobody", "--pool", "sail-gpu")
+    with temporary_settings({PREFECT_API_URL: cluster.env["PREFECT_API_URL"]}):
+        from prefect import get_client
+
+        with get_client(sync_client=True) as client:
+            assert _idle_queue_warning(client, "sail-gpu", "nobody") == (
+                "no worker polls the work queue 'nobody' of pool 'sail-gpu' (it has not been polled lately): the shard "
+                "runs wait until one does; start one per GPU with deployments/start-workers.sh")
+            assert "(it does not exist yet)" in _idle_queue_warning(client, "sail-gpu", "missing")

@@ -293,3 +293,21 @@ def test_the_run_ends_with_its_model_exported_as_a_pipeline_folder(golden):
                  generator=[torch.Generator().manual_seed(s) for _ in prompts for s in seeds]).images
     sail = (sample_images(run, run.model(info["model"]), prompts, seeds) + 1) / 2
     assert (drawn - sail).abs().max() < 2e-4
+
+
+def test_the_librarys_warnings_reach_the_flow_runs_log():
+    """sail_core logs with the standard logging module (a damaged step checkpoint passed over, a cache copy
+    dropped, a store object repaired): the flows forward it to the run's page in the UI."""
+    import logging
+
+    from prefect import flow
+
+    from tasks.library_logs import forward_library_logs
+
+    @flow(name="library-warning")
+    def warns() -> None:
+        forward_library_logs()
+        logging.getLogger("sail_core.io.objects").warning("host cache: dropped %s", "abc123")
+
+    state = warns(return_state=True)
+    assert "host cache: dropped abc123" in flow_logs(state.state_details.flow_run_id)

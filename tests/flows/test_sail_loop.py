@@ -14,7 +14,7 @@ import pytest
 from flows.sail_loop import sail_loop
 
 from .conftest import TINY_WORLD
-from .helpers import task_runs, task_states, tree_bytes
+from .helpers import flow_logs, flow_runs, task_runs, task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 
@@ -147,6 +147,12 @@ def test_a_missing_input_fails_the_run_before_any_stage_with_one_line_per_proble
     assert lines[0] == "the run cannot start (1 problem(s)):"
     assert lines[1].startswith(f"  - eval.prompts (text:{tmp_path / 'eval.txt'}): ") and len(lines) == 2
     assert task_states(state.state_details.flow_run_id) == {}  # nothing ran
+    # in the UI: each line once, as a line of its own, no traceback; a short state message; the run's tag
+    logs = flow_logs(state.state_details.flow_run_id)
+    assert [logs.count(line) for line in lines] == [1, 1] and not any("Traceback" in m for m in logs)
+    assert state.message == "the run cannot start (1 problem(s)) (the problems are in the log)"
+    parent, _ = flow_runs(state.state_details.flow_run_id)
+    assert "run:missing" in parent.tags
 
 
 def test_bad_input_found_inside_a_stage_is_not_retried(tmp_path):
