@@ -18,6 +18,7 @@ from typing import Any
 from prefect import get_client, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from pydantic import BaseModel, ConfigDict
@@ -98,7 +99,10 @@ def refuse(error: InputError) -> State:
     """A run that cannot start: each line of the error once in the log (real lines, not an escaped block) and
     a Failed state whose message is the first line; the exception stays the state's result (``sail run``
     prints it as it always did)."""
-    logger = get_run_logger()
+    try:
+        logger = get_run_logger()
+    except MissingContextError:  # the flow's function called outside a flow run: no UI to speak to
+        raise error from None
     for line in str(error).splitlines():
         logger.error(line)
     return Failed(data=error, message=str(error).splitlines()[0].rstrip(":") + " (the problems are in the log)")
