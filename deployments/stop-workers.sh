@@ -42,7 +42,7 @@ engines() {  # the flow-run engines the workers started (Linux: their environmen
   local pid p
   for pid in "${pids[@]}"; do
     for p in $(descendants "$pid"); do
-      tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -q '^PREFECT__FLOW_RUN_ID=' && echo "$p"
+      { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -q '^PREFECT__FLOW_RUN_ID=' && echo "$p"
     done
   done
 }

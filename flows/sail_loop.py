@@ -138,7 +138,7 @@ def sail_loop(
     """Run SAIL: iteration 0 on the human seed pairs, then self-ranked rounds, each evaluated.
 
     Args:
-        preset: A shipped preset (world, sd15, sdxl, sd15-lora, ...) used when no config_file is given.
+        preset: A shipped preset (world, world-realalign, sd15, sdxl), used when no config_file is given.
         config_file: A YAML config file (relative to the run's working directory) instead of a preset.
         run_name: The run's folder under runs_dir. Rerun with the same name to resume: finished stages are Cached.
         rounds: Self-ranked rounds after iteration 0 (default: the config's).
