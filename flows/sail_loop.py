@@ -153,10 +153,10 @@ def sail_loop(
     once, one log line each, never retried.
     """
     forward_library_logs()  # the library's warnings (a damaged file passed over, a repair) on the run's page
-    workdir = enter_deployment_workdir()
     # tagged first, so that a run that cannot start is found by its run: tag too
     with tags(*tag_flow_run(run_name)):
         try:
+            workdir = enter_deployment_workdir()  # a bad SAIL_WORKDIR is one line too, not a traceback
             # a name that becomes a path is one component (a deployment's parameters are not trusted either)
             check_name(report_dir, "report folder name", "report_dir")
             config = resolve_config(preset, config_file, rounds, overrides)

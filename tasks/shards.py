@@ -82,7 +82,8 @@ def dispatch_shards(location: str, config: SailConfig, steps: Sequence[tuple[Sta
     payload = [{"stage": stage.name, "inputs": inputs.model_dump(mode="json"),
                 "key": stage_key(stage, config, inputs).key} for stage, inputs in steps]
     # a test's injected fault reaches the shard runs through their environment, never as a parameter
-    job_variables = {"env": {FAULT_ENV: injected_fault()}} if injected_fault() else None
+    fault = injected_fault()
+    job_variables = {"env": {FAULT_ENV: fault}} if fault else None
     started: list[FlowRun] = []
     try:
         for index, shards in enumerate(groups):

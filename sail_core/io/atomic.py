@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from sail_core.errors import ArtifactExistsError, SailError, disk_full, is_disk_full
 
@@ -97,12 +98,17 @@ def write_text(path: str | Path, text: str, *, overwrite: bool = False) -> Path:
     return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_stream(handle: BinaryIO) -> str:
+    """SHA-256 of what is left to read in an open binary file (local, or an fsspec file), in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
 
 
 def sha256_tree(path: str | Path) -> str:

@@ -37,11 +37,10 @@ from pathlib import Path
 from fsspec.core import url_to_fs
 
 from sail_core.errors import IntegrityError
-from sail_core.io.atomic import sha256_file
+from sail_core.io.atomic import sha256_file, sha256_stream
 from sail_core.io.objects import CorruptObjectError, ObjectCache, cache_root
 
 OBJECTS, TREE = "objects", "tree"
-_CHUNK = 1 << 20
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +186,10 @@ class RunStore:
         if size != ref.size:
             return f"{size} bytes instead of {ref.size}"
         if content:
-            digest = hashlib.sha256()
             with self.fs.open(target, "rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
+                digest = sha256_stream(handle)
             self.stats.bytes_down += ref.size
-            if digest.hexdigest() != ref.sha256:
+            if digest != ref.sha256:
                 return "damaged: its bytes do not hash to its name"
         return None
 

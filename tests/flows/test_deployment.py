@@ -135,7 +135,7 @@ def _engine_processes(flow_run_id: str) -> list[int]:
     return found
 
 
-def _when(path: Path, pattern: str, flow_run_id: str, env: dict, timeout: float = 600) -> None:
+def _when(path: Path, pattern: str, timeout: float = 600) -> None:
     """Wait until a file matching ``pattern`` exists under ``path`` (a stage of the run has finished)."""
     deadline = time.monotonic() + timeout
     while not any(path.glob(pattern)):
@@ -169,13 +169,13 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
     try:
         _script("start-workers.sh", tmp_path, env)
         first = deployment_run(env, "sail-loop/world", *params)
-        _when(run_dir / "round-01", "prompts-*.json", first, env)  # round 1 has begun: its prompts are drawn
+        _when(run_dir / "round-01", "prompts-*.json")  # round 1 has begun: its prompts are drawn
         _stop_mid_round(tmp_path, env, first)
         assert not list(Path(tempfile.gettempdir()).glob("*prefect/" + CLONE_MARK)), "a clone was left behind"
 
         _script("start-workers.sh", tmp_path, env)
         second = deployment_run(env, "sail-loop/world", *params)
-        _when(run_dir / "round-01", "mix-*.json", second, env)  # stopped again, later in the round
+        _when(run_dir / "round-01", "mix-*.json")  # stopped again, later in the round
         _stop_mid_round(tmp_path, env, second)
         states = task_states(second)
         for name in ("seed", "train-round-00", "evaluate-base", "evaluate-round-00", "prompts-round-01"):

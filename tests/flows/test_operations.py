@@ -89,7 +89,7 @@ def test_one_live_metrics_table_per_run_headline_first_and_rounded(golden):
     assert table[0]["utility_win_rate"] is None and 0 <= table[2]["utility_win_rate"] <= 1
     numbers = [v for row in table for v in row.values() if isinstance(v, float)]
     assert numbers and all(round(v, 4) == v for v in numbers)
-    summary = json.loads((golden.dir / "eval-round-01").glob("evaluate-*/summary.json").__next__().read_text())
+    summary = json.loads(next((golden.dir / "eval-round-01").glob("evaluate-*/summary.json")).read_text())
     assert table[2]["utility"] == round(summary["metrics"]["utility"], 4)
     reports = artifacts("sail-report-golden")
     assert len(reports) == 1 and "round-01" in reports[0].data

@@ -55,6 +55,14 @@ def world():
     return load_config("world")
 
 
+def _written(monkeypatch, tmp_path, location: str, world, shard_index: int):
+    """Host a's finished echo stage of "ab" in the store: (host a, its record, one shard's path, its object)."""
+    a = _host(monkeypatch, tmp_path, "a", location)
+    record = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="ab"), a).execute()
+    shard = f"{record.out.path}/shard-{shard_index}.txt"
+    return a, record, shard, a.listing(shard)[shard]
+
+
 def _finished(store: RunStore, inputs: EchoInputs, world):
     prepared = prepare(ECHO, world, RunLayout(store.local), inputs, store)
     return prepared.finished(), prepared
@@ -62,10 +70,7 @@ def _finished(store: RunStore, inputs: EchoInputs, world):
 
 def test_a_flipped_object_is_taken_out_and_repaired_by_the_host_holding_a_good_copy(tmp_path, monkeypatch, world):
     location = "memory://integrity/flip"
-    a = _host(monkeypatch, tmp_path, "a", location)
-    record = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="ab"), a).execute()
-    shard = f"{record.out.path}/shard-1.txt"
-    ref = a.listing(shard)[shard]
+    a, record, shard, ref = _written(monkeypatch, tmp_path, location, world, 1)
     a.fs.pipe_file(a._object(ref.sha256), b"bit rot")  # the bucket's copy changes
 
     c = _host(monkeypatch, tmp_path, "c", location)  # a fresh host needs the file: refused, naming it
@@ -86,10 +91,7 @@ def test_a_flipped_object_is_taken_out_and_repaired_by_the_host_holding_a_good_c
 
 def test_a_lost_object_without_a_good_copy_recomputes_its_stage(tmp_path, monkeypatch, world):
     location = "memory://integrity/lost"
-    a = _host(monkeypatch, tmp_path, "a", location)
-    record = prepare(ECHO, world, RunLayout(a.local), EchoInputs(word="ab"), a).execute()
-    shard = f"{record.out.path}/shard-0.txt"
-    ref = a.listing(shard)[shard]
+    a, record, shard, ref = _written(monkeypatch, tmp_path, location, world, 0)
     a.fs.rm(a._object(ref.sha256))
 
     d = _host(monkeypatch, tmp_path, "d", location)  # no host here holds it

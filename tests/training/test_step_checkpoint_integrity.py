@@ -10,13 +10,6 @@ import pytest
 import torch
 
 from sail_core.config import TrainConfig
-from sail_core.models.bundle import load_bundle
-from sail_core.models.checkpoint import UnetCheckpoint
-from sail_core.models.denoisers import load_for_training
-from sail_core.run.layout import RunLayout
-from sail_core.run.stage import NoInputs
-from sail_core.stages.seed import prepare_seed
-from sail_core.training.pair_dataset import PairDataset
 from sail_core.training.step_checkpoints import (
     DAMAGED_DIR,
     HASHES_FILE,
@@ -24,37 +17,15 @@ from sail_core.training.step_checkpoints import (
     list_checkpoints,
     newest_good_checkpoint,
 )
-from sail_core.training.trainer import DpoTrainer
-from tests.builders import stage_ctx, standard_pickapic, tiny_config
+from tests.training.interruptible import Interrupt
+from tests.training.interruptible import trainer as make_trainer
 
 TRAIN = TrainConfig(effective_batch_pairs=4, micro_batch_pairs=2, max_steps=5, learning_rate=1e-3,
                     checkpoint_every=2, keep_checkpoints=2, warmup_steps=2)
 
 
-class Interrupt(Exception):
-    pass
-
-
-@pytest.fixture(scope="module")
-def seeded(tiny_sd15, tmp_path_factory):
-    root = tmp_path_factory.mktemp("integrity")
-    (root / "pool.txt").write_text("x\ny\n")
-    config = tiny_config("sd15", tiny_sd15, standard_pickapic(root / "pap.parquet"), root / "pool.txt")
-    layout = RunLayout(root / "run")
-    seed = prepare_seed(stage_ctx(config, layout, "seed"), NoInputs())
-    return config, load_bundle(config.model), layout, seed
-
-
 def _trainer(seeded, steps_dir, stop_after: int | None = None):
-    config, bundle, layout, seed = seeded
-    denoisers = load_for_training(config.model, layout.root, UnetCheckpoint(), bundle.device)
-    dataset = PairDataset.from_file(seed.pairs.resolve(layout.root), layout.root)
-
-    def on_step(step, total, metrics):
-        if step == stop_after:
-            raise Interrupt
-
-    return DpoTrainer(bundle, denoisers, dataset, TRAIN, steps_dir, on_step=on_step), denoisers
+    return make_trainer(seeded, steps_dir, TRAIN, stop_after)
 
 
 @pytest.fixture(scope="module")
