@@ -12,11 +12,16 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# OMP_NUM_THREADS (set by a job scheduler sharing the cores) wins; otherwise 2 threads, or 1 in each
-# pytest-xdist worker (the workers share the cores). Commands the tests start get the same count.
-if not os.environ.get("OMP_NUM_THREADS"):
-    shared = bool(os.environ.get("PYTEST_XDIST_WORKER"))
-    os.environ["OMP_NUM_THREADS"] = "1" if shared else str(max(1, min(2, os.cpu_count() or 1)))
+# OMP_NUM_THREADS of the environment pytest started in (set by a job scheduler sharing the cores) wins;
+# otherwise 2 threads, or 1 in each pytest-xdist worker (the workers share the cores). The workers inherit
+# the environment of the pytest process that started them, after this file ran there: what it found is kept
+# aside, so that a worker does not take the 2 set for that process (two workers of two threads each on two
+# cores run several times slower than two of one). Commands the tests start get the same count.
+USER_THREADS = "SAIL_TESTS_OMP_NUM_THREADS"
+os.environ.setdefault(USER_THREADS, os.environ.get("OMP_NUM_THREADS", ""))
+_shared = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+os.environ["OMP_NUM_THREADS"] = (os.environ[USER_THREADS]
+                                 or ("1" if _shared else str(max(1, min(2, os.cpu_count() or 1)))))
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
@@ -34,11 +39,19 @@ def tiny_sdxl(tmp_path_factory):
     return build_tiny_pipeline("sdxl", tmp_path_factory.mktemp("tiny-sdxl"))
 
 
+CLUSTER_MODULES = ("tests/flows/test_deployment.py", "tests/flows/test_multihost.py",
+                   "tests/flows/test_postgres_server.py")
+"""The tests of the worker cluster (deployments, workers as hosts, S3): the longest group."""
+
+
 def _work_group(nodeid: str) -> str:
-    """Tests of one group run in one pytest-xdist worker, one after another: all of tests/flows/ (they share
-    the session's Prefect server, its work pool and workers, and the golden run, each made once per
-    worker), and each other module's tests (they share its module fixtures)."""
+    """Tests of one group run in one pytest-xdist worker, one after another: the cluster's tests (they share the
+    session's Prefect server, its work pool, deployments and workers); the other tests of tests/flows/ (they
+    share a server and the golden run, each made once per worker); and each other module's tests (they share
+    its module fixtures)."""
     path = nodeid.split("::")[0]
+    if path in CLUSTER_MODULES:
+        return "tests/flows (cluster)"
     return "tests/flows" if path.startswith("tests/flows/") else path
 
 
@@ -52,10 +65,17 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return _work_group(nodeid)
 
+    # groups in collection order (pytest_collection_modifyitems: the longest first), not pytest-xdist's
+    # default of the groups with the most tests first, which would start the cluster's few long tests last
+    config.option.loadscopereorder = False
     return ByWorkGroup(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    """The flows first: their group is the longest, so it starts at once while the other workers take
-    the rest (pytest-xdist hands out groups in collection order)."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/flows/"))  # stable: each group keeps its order
+    """The cluster's tests first, then the other flows: the longest groups start at once while the other
+    workers take the rest (pytest-xdist hands out groups in collection order)."""
+    def order(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return 0 if path in CLUSTER_MODULES else 1 if path.startswith("tests/flows/") else 2
+
+    items.sort(key=order)  # stable: each group keeps its order

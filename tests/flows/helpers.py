@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
@@ -35,6 +36,30 @@ def task_states(flow_run_id) -> dict[str, str]:
 def tree_bytes(root: Path, skip: tuple[str, ...] = (".prefect",)) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)}
+
+
+def same_artifacts(a: Path, b: Path) -> list[str]:
+    """The files whose content differs between two run directories (each must hold the same files), leaving
+    out what records how a run ran rather than what it made: ``report/config.json`` (it records runtime
+    settings such as ``runtime.shard_workers``), the lock file, Prefect's folder, and a generation record's
+    shard counters (the shards its task found done, after shard runs, or made itself)."""
+    skip = (".prefect", ".lock", "config.json")
+    first, second = tree_bytes(a, skip=skip), tree_bytes(b, skip=skip)
+    assert first.keys() == second.keys(), sorted(first.keys() ^ second.keys())
+    return [p for p in first if _artifact(p, first[p]) != _artifact(p, second[p])]
+
+
+def _artifact(path: str, data: bytes):
+    """A file's content for comparison: JSON without the shard counters, any other file as bytes."""
+    if not path.endswith(".json"):
+        return data
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("shards_generated", "shards_reused")}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return strip(json.loads(data))
 
 
 async def _flow_runs(flow_run_id):

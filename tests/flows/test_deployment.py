@@ -19,7 +19,7 @@ from sail_core.run.workdir import CLONE_MARK
 
 from .cluster import ROOT, cli, deployment_run, parent_flow_run, shard_runs_of, start_worker, stop_worker, wait
 from .conftest import TINY_WORLD
-from .helpers import flow_logs, task_states, tree_bytes
+from .helpers import flow_logs, same_artifacts, task_states
 
 pytestmark = pytest.mark.flows
 
@@ -27,30 +27,6 @@ pytestmark = pytest.mark.flows
 def _world_run(env: dict, runs_dir: Path, run_name: str, overrides: dict) -> str:
     return deployment_run(env, "sail-loop/world", f"run_name={run_name}", f"runs_dir={runs_dir}",
                           f"overrides={json.dumps(overrides)}")
-
-
-def test_world_deployment_runs_on_a_process_pool_worker_and_shards_across_gpu_queue_workers(cluster, golden,
-                                                                                          tmp_path):
-    """The control worker runs the flow; generation and ranking go to the gpu queue's two workers. Iteration
-    0 comes from the golden run (Cached); round 1 runs on the workers."""
-    golden.copy_iteration_0(tmp_path, "fanout")
-    run, others = wait(cluster.env, _world_run(cluster.env, tmp_path, "fanout",
-                                               {**TINY_WORLD, "runtime.shard_workers": 2,
-                                                "runtime.shard_poll_seconds": 0.5}), timeout=900)
-    assert run.state.is_completed(), run.state.message
-    assert (tmp_path / "fanout" / "report" / "metrics.parquet").stat().st_size > 0
-    assert (tmp_path / "fanout" / "manifest.json").exists()
-    shard_runs = shard_runs_of(others, f"{tmp_path}/fanout")
-    # each shard run generates and then ranks its shards (one model load, no barrier in between); named from
-    # creation, tagged with the run, and children of their round in the UI
-    assert sorted(r.name for r in shard_runs) == ["fanout-round-01-shard-0", "fanout-round-01-shard-1"]
-    assert all(r.state.is_completed() for r in shard_runs)
-    assert all({"sail", "run:fanout", "world"} <= set(r.tags) for r in shard_runs), [r.tags for r in shard_runs]
-    round_run = next(r for r in others if r.name == "fanout-round-01")
-    assert {parent_flow_run(cluster.env, r) for r in shard_runs} == {round_run.id}
-    round_dir = tmp_path / "fanout" / "round-01"
-    assert len(list(next(round_dir.glob("generate-*/")).glob("shard-*.parquet"))) == 4
-    assert len(list(next(round_dir.glob("rank-*/")).glob("pairs-*.parquet"))) == 4
 
 
 @pytest.mark.real_arch
@@ -158,23 +134,25 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
     """The README's path, with no runs_dir: the run lives in the checkout `prefect deploy` ran in (not in
     the worker's temporary clone), so a rerun of the deployment with the same run name, and
     `prefect flow-run retry`, each resume it with every finished stage Cached, to the bytes of an
-    uninterrupted run. The workers are the user's: deployments/start-workers.sh and stop-workers.sh."""
+    uninterrupted run. The control worker is the user's (deployments/start-workers.sh and stop-workers.sh);
+    the rerun spreads generation and ranking over the gpu queue's two workers."""
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in cluster.env.items() if k != "PYTHONPATH"}
     env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(tmp_path), SAIL_CACHE_DIR=str(tmp_path / "cache"))
     runs = cluster.code / "runs"
     run_dir = golden.copy_iteration_0(runs, "resume")
-    params = ("run_name=resume", f"overrides={json.dumps(TINY_WORLD)}")
     cluster.stop_worker("control")  # this test's own control worker takes the control queue
     try:
         _script("start-workers.sh", tmp_path, env)
-        first = deployment_run(env, "sail-loop/world", *params)
+        first = deployment_run(env, "sail-loop/world", "run_name=resume", f"overrides={json.dumps(TINY_WORLD)}")
         _when(run_dir / "round-01", "prompts-*.json")  # round 1 has begun: its prompts are drawn
         _stop_mid_round(tmp_path, env, first)
         assert not list(Path(tempfile.gettempdir()).glob("*prefect/" + CLONE_MARK)), "a clone was left behind"
 
+        # the rerun shards: a runtime setting, in no stage's cache key
+        sharded = {**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5}
         _script("start-workers.sh", tmp_path, env)
-        second = deployment_run(env, "sail-loop/world", *params)
+        second = deployment_run(env, "sail-loop/world", "run_name=resume", f"overrides={json.dumps(sharded)}")
         _when(run_dir / "round-01", "mix-*.json")  # stopped again, later in the round
         _stop_mid_round(tmp_path, env, second)
         states = task_states(second)
@@ -183,7 +161,7 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
 
         _script("start-workers.sh", tmp_path, env)
         cli(env, "flow-run", "retry", second)
-        retried, _ = wait(env, second, timeout=900)
+        retried, others = wait(env, second, timeout=900)
         assert retried.state.is_completed(), retried.state.message
         states = task_states(second)
         for name in ("prompts-round-01", "generate-round-01", "rank-round-01", "mix-round-01"):
@@ -191,9 +169,18 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
     finally:
         _script("stop-workers.sh", tmp_path, env)
         cluster.start_worker("control")
-    resumed, straight = tree_bytes(run_dir), tree_bytes(golden.dir)
-    assert resumed.keys() == straight.keys()
-    assert [p for p in resumed if resumed[p] != straight[p]] == []
+    # the rerun's round sent each shard run to generate and then rank its shards (one model load, no barrier in
+    # between); named from creation, tagged with the run, and children of their round in the UI
+    rounds = {r.id for r in others if r.name == "resume-round-01" and parent_flow_run(env, r) == retried.id}
+    shard_runs = [r for r in others if r.name.startswith("resume-round-01-shard")]
+    assert rounds and {parent_flow_run(env, r) for r in shard_runs} <= rounds
+    assert sorted(r.name for r in shard_runs) == ["resume-round-01-shard-0", "resume-round-01-shard-1"]
+    assert all(r.state.is_completed() for r in shard_runs), [r.state for r in shard_runs]
+    assert all({"sail", "run:resume", "world"} <= set(r.tags) for r in shard_runs), [r.tags for r in shard_runs]
+    assert len(list(next(run_dir.glob("round-01/generate-*/")).glob("shard-*.parquet"))) == 4
+    assert len(list(next(run_dir.glob("round-01/rank-*/")).glob("pairs-*.parquet"))) == 4
+    # resumed twice, sharded on the way, and the same as the uninterrupted, unsharded run
+    assert same_artifacts(run_dir, golden.dir) == []
 
 
 def test_a_round_waiting_for_gpu_workers_says_why_and_cancelling_its_run_cancels_its_shard_runs(cluster, golden,

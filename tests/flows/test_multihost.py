@@ -14,11 +14,12 @@ from sail_core.io.remote import RunStore
 
 from .cluster import ROOT, deployment_run, shard_runs_of, wait
 from .conftest import TINY_WORLD
-from .helpers import tree_bytes
+from .helpers import same_artifacts
 
 pytestmark = pytest.mark.flows
 RUNS = "s3://sail-runs/runs"
 KILLED_PART = "multi-round-01-shard-1"
+ITERATION_0 = ("seed", "round-00", "eval-base", "eval-round-00")
 
 
 def _transfers(root, host: str) -> list[dict]:
@@ -33,6 +34,12 @@ def _sizes(store: RunStore, *paths: str) -> int:
 def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_local_run(cluster, golden, tmp_path,
                                                                                        monkeypatch):
     env, s3, root = cluster.env, cluster.s3, cluster.root
+    for key, value in s3.env("test").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "test-cache"))
+    # iteration 0 in the store as a run that finished it left it (the golden run's): round 1 is what runs here
+    seeded = golden.copy_iteration_0(tmp_path / "seeded", "multi")
+    RunStore(f"{RUNS}/multi", local=seeded).push([seeded / group for group in ITERATION_0])
     overrides = json.dumps({**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5})
     # host b dies (SIGKILL) in its second generation shard: 2 prompts x 4 candidates a shard, killed at 12
     # (the fault is no deployment parameter: it reaches this one flow run, and its shard runs, as a job variable)
@@ -43,9 +50,6 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
     crashed = [r for r in shard_runs_of(others, f"{RUNS}/multi") if r.name == KILLED_PART]
     assert crashed and crashed[0].state.is_crashed(), [(r.name, r.state.name) for r in others]
 
-    for key, value in s3.env("test").items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "test-cache"))
     store = RunStore(f"{RUNS}/multi", local=tmp_path / "view")
     assert not any("/generate-" in r for r in store.records())  # generation never finished
     shards = {rel.rsplit("/", 1)[1]: ref.sha256 for rel, ref in store.listing("round-01").items()
@@ -88,26 +92,7 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
         assert code and all(Path(c).name.startswith("repository") and Path(c) != ROOT for c in code), code
 
     # the same run on local disk, unsharded (this session's golden run): byte for byte the same artifacts
+    # (the lock file of a local run is not an artifact and is never pushed)
     pulled = RunStore(f"{RUNS}/multi", local=tmp_path / "pulled")
     pulled.pull_all()
-    # report/config.json records runtime.shard_workers, which differs by design
-    # and the local run's lock file (.lock), which is not an artifact and is never pushed
-    remote_files = tree_bytes(pulled.local, skip=(".prefect", ".lock", "config.json"))
-    local_files = tree_bytes(golden.dir, skip=(".prefect", ".lock", "config.json"))
-    assert remote_files.keys() == local_files.keys()
-    # a generation record also counts the shards its task found done (all of them, after the shard
-    # runs) or made itself (all, locally): bookkeeping of how it ran, not an artifact
-    assert [p for p in remote_files if _artifact(p, remote_files[p]) != _artifact(p, local_files[p])] == []
-
-
-def _artifact(path: str, data: bytes):
-    """A file's content for comparison: JSON without the shard counters, any other file as bytes."""
-    if not path.endswith(".json"):
-        return data
-
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("shards_generated", "shards_reused")}
-        return [strip(v) for v in value] if isinstance(value, list) else value
-
-    return strip(json.loads(data))
+    assert same_artifacts(pulled.local, golden.dir) == []

@@ -19,6 +19,7 @@ import torch
 
 from flows.sail_loop import sail_loop
 from tests.builders import write_pickapic
+from tests.cli.in_process import sail
 
 from .conftest import TINY_WORLD
 from .helpers import artifacts, flow_logs, flow_runs, task_states, tree_bytes
@@ -46,6 +47,15 @@ def _sail_run(runs_dir: Path, name: str, *args: str, overrides: dict = TINY_WORL
     return subprocess.run([sys.executable, "-m", "sail_cli.main", "run", "--runs-dir", str(runs_dir), "--run-name",
                            name, *sets, *args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
                           timeout=900)
+
+
+def _sail_run_here(runs_dir: Path, name: str, overrides: dict) -> subprocess.CompletedProcess:
+    """``sail run`` in this process (an error test needs no new interpreter), against the tests' server."""
+    from prefect.settings import PREFECT_API_URL
+
+    sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={json.dumps(value)}")]
+    return sail("run", "--runs-dir", str(runs_dir), "--run-name", name, *sets,
+                env={"PREFECT_API_URL": PREFECT_API_URL.value()})
 
 
 async def _runs_named(name: str):
@@ -209,7 +219,7 @@ def test_a_stage_error_is_one_line_on_the_terminal_and_a_traceback_in_the_prefec
     # a readable Pick-a-Pic file (the preflight reads schemas only) with a label that is no preference
     seed = write_pickapic(tmp_path / "seed.parquet", [f"a picture of thing {i}" for i in range(20)],
                           [(1.0, 0.0)] * 19 + [(0.7, 0.3)])
-    proc = _sail_run(tmp_path / "runs", "bad-seed", overrides={**TINY_WORLD, "seed_data.pairs": [str(seed)]})
+    proc = _sail_run_here(tmp_path / "runs", "bad-seed", overrides={**TINY_WORLD, "seed_data.pairs": [str(seed)]})
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -221,7 +231,7 @@ def test_a_stage_error_is_one_line_on_the_terminal_and_a_traceback_in_the_prefec
 def test_a_run_that_cannot_start_says_so_before_any_stage_one_line_per_problem(tmp_path):
     seed = tmp_path / "seed.parquet"
     seed.write_text("caption,jpg_0\nnot,parquet\n")
-    proc = _sail_run(tmp_path / "runs", "no-start", overrides={
+    proc = _sail_run_here(tmp_path / "runs", "no-start", overrides={
         **TINY_WORLD, "seed_data.pairs": [str(seed)], "eval.prompts": [str(tmp_path / "eval.txt")]})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -64,7 +64,8 @@ def test_experiment_and_arm_names_are_one_component_and_nothing_runs(tmp_path, c
     assert lines[0].startswith(f"sail experiment: error: file {spec}: invalid experiment spec: ")
     assert f"{value!r} is not {what}: {RULE}" in lines[0]
     assert not work.exists()
-    assert not list(tmp_path.parent.glob("*escape*")) and not list(tmp_path.glob("*escape*"))
+    # where an escaping name would have landed (other tests' folders beside this one may hold "escape" too)
+    assert not [p for p in (*tmp_path.parent.iterdir(), *tmp_path.iterdir()) if p.name in ("nameescape", "armescape")]
 
 
 def test_a_model_label_and_a_missing_run_directory_are_named(tmp_path, capsys):
