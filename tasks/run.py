@@ -176,7 +176,7 @@ class PipelineRun(BaseModel):
         with termination_kept(), TagsContext(current_tags=set()):  # a stop while a task starts ends it Crashed
             state = stage_task.with_options(name=stage.name, task_run_name=label)(
                 stage.name, inputs, config, self.run_dir, self.run_name, location, return_state=True)
-        record = state.result()
+            record = state.result()
         self._advance(label)
         return record
 

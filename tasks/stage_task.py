@@ -25,12 +25,16 @@ from sail_core.stages import STAGES
 from tasks.artifact_keys import progress_key
 from tasks.faults import InjectedFault, check_fault, kill_after
 from tasks.progress import StageProgress
+from tasks.termination import termination_arrived
 from tasks.transfers import log_transfers
 
 
 def _retry_unless_deterministic(task_: Task, task_run: TaskRun, state: State) -> bool:
     """Retry I/O errors and lost workers; never bad input, a NaN loss, damaged bytes, a missing file, a full
-    disk or an injected fault (``is_deterministic``: a retry would fail the same way, seconds later)."""
+    disk or an injected fault (``is_deterministic``: a retry would fail the same way, seconds later); nor a
+    stage whose process was asked to stop while it ran (the stop may surface as another error)."""
+    if termination_arrived():
+        return False
     try:
         state.result()
     except InjectedFault:

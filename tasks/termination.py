@@ -1,11 +1,13 @@
-"""A stop (SIGTERM) stays a crash while a stage task starts.
+"""A stop (SIGTERM) stays a stop while a stage task runs.
 
 In a flow run's process, Prefect turns SIGTERM into ``TerminationSignal``, which ends the run Crashed: a
 run stopped by ``deployments/stop-workers.sh`` (or by its infrastructure) shows as stopped, and a rerun
-resumes it. When the signal lands while Prefect's task engine is still creating the task run, that engine
-replaces it with ``ValueError("Task run is not set")`` from its own crash handler, and the run would end
-Failed with a message about Prefect's internals. :func:`termination_kept` notes the signal as it arrives
-and raises it again in place of whatever exception it turned into.
+resumes it. Two places turn the signal into an ordinary error instead: Prefect's task engine, when the
+signal lands while it is still creating the task run (``ValueError("Task run is not set")``, the run would
+end Failed), and native code it lands in, e.g. a safetensors load, whose error the loader reports as
+``OSError`` (the stage would be retried and the run would go on as if never stopped).
+:func:`termination_kept` notes the signal as it arrives; the stage task does not retry after it
+(:func:`termination_arrived`), and the error leaves the stage's call as ``TerminationSignal``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ import threading
 from collections.abc import Iterator
 
 from prefect.exceptions import TerminationSignal
+
+_ARRIVED: list[int] = []
+"""The SIGTERMs that arrived within the innermost :func:`termination_kept` of this process."""
+
+
+def termination_arrived() -> bool:
+    """Whether this process was asked to stop while the current stage ran."""
+    return bool(_ARRIVED)
 
 
 @contextlib.contextmanager
@@ -28,7 +38,8 @@ def termination_kept() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield
         return
-    arrived: list[int] = []
+    arrived = _ARRIVED
+    arrived.clear()
 
     def note(signum, frame):
         arrived.append(signum)
@@ -45,3 +56,4 @@ def termination_kept() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        arrived.clear()
