@@ -173,7 +173,7 @@ class PipelineRun(BaseModel):
         label = stage_label(stage.name, group)
         # untagged: Prefect asks its API for a concurrency slot of every tag of a task run as the task starts,
         # a round trip per stage (about 0.2 s) that no sail run uses
-        with termination_kept(), TagsContext(current_tags=set()):  # a stop while a task starts ends it Crashed
+        with termination_kept(), TagsContext(current_tags=set()):  # a stop during the stage ends the run Crashed
             state = stage_task.with_options(name=stage.name, task_run_name=label)(
                 stage.name, inputs, config, self.run_dir, self.run_name, location, return_state=True)
             record = state.result()

@@ -38,22 +38,19 @@ def termination_kept() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield
         return
-    arrived = _ARRIVED
-    arrived.clear()
+    _ARRIVED.clear()
 
     def note(signum, frame):
-        arrived.append(signum)
+        _ARRIVED.append(signum)
         previous(signum, frame)
 
     signal.signal(signal.SIGTERM, note)
     try:
         yield
-    except TerminationSignal:
-        raise
-    except Exception as exc:
-        if arrived:
-            raise TerminationSignal(arrived[0]) from exc
+    except Exception as exc:  # TerminationSignal itself is a BaseException: it passes as it is
+        if _ARRIVED:
+            raise TerminationSignal(_ARRIVED[0]) from exc
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        arrived.clear()
+        _ARRIVED.clear()

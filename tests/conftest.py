@@ -74,8 +74,5 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     """The cluster's tests first, then the other flows: the longest groups start at once while the other
     workers take the rest (pytest-xdist hands out groups in collection order)."""
-    def order(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return 0 if path in CLUSTER_MODULES else 1 if path.startswith("tests/flows/") else 2
-
-    items.sort(key=order)  # stable: each group keeps its order
+    first = {"tests/flows (cluster)": 0, "tests/flows": 1}
+    items.sort(key=lambda item: first.get(_work_group(item.nodeid), 2))  # stable: each group keeps its order

@@ -22,7 +22,7 @@ from tests.builders import write_pickapic
 from tests.cli.in_process import sail
 
 from .conftest import TINY_WORLD
-from .helpers import artifacts, flow_logs, flow_runs, task_states, tree_bytes
+from .helpers import artifacts, flow_logs, flow_runs, task_runs, task_states, tree_bytes
 
 pytestmark = pytest.mark.flows
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,21 +41,23 @@ def _env(**extra: str) -> dict[str, str]:
             **extra}
 
 
-def _sail_run(runs_dir: Path, name: str, *args: str, overrides: dict = TINY_WORLD, cwd: Path = ROOT,
-              env: dict | None = None) -> subprocess.CompletedProcess:
+def _run_args(runs_dir: Path, name: str, overrides: dict) -> list[str]:
+    """``sail run``'s arguments for a run of ``name`` under ``runs_dir`` with ``overrides`` as ``--set``s."""
     sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={json.dumps(value)}")]
-    return subprocess.run([sys.executable, "-m", "sail_cli.main", "run", "--runs-dir", str(runs_dir), "--run-name",
-                           name, *sets, *args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
-                          timeout=900)
+    return ["run", "--runs-dir", str(runs_dir), "--run-name", name, *sets]
+
+
+def _sail_run(runs_dir: Path, name: str, overrides: dict = TINY_WORLD, cwd: Path = ROOT,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sail_cli.main", *_run_args(runs_dir, name, overrides)], cwd=cwd,
+                          env=env or _env(), capture_output=True, text=True, timeout=900)
 
 
 def _sail_run_here(runs_dir: Path, name: str, overrides: dict) -> subprocess.CompletedProcess:
     """``sail run`` in this process (an error test needs no new interpreter), against the tests' server."""
     from prefect.settings import PREFECT_API_URL
 
-    sets = [part for key, value in overrides.items() for part in ("--set", f"{key}={json.dumps(value)}")]
-    return sail("run", "--runs-dir", str(runs_dir), "--run-name", name, *sets,
-                env={"PREFECT_API_URL": PREFECT_API_URL.value()})
+    return sail(*_run_args(runs_dir, name, overrides), env={"PREFECT_API_URL": PREFECT_API_URL.value()})
 
 
 async def _runs_named(name: str):
@@ -84,6 +86,9 @@ def test_flow_runs_are_named_after_the_run_and_rounds_carry_its_tags(golden):
     assert parent.name == "golden" and {"sail", "run:golden"} <= set(parent.tags)
     assert [c.name for c in children] == ["golden-round-01"]
     assert all(set(parent.tags) <= set(c.tags) for c in children)
+    # the stage task runs carry none: Prefect would ask its API for a concurrency slot per tag as each starts
+    stages = task_runs(golden.flow_run_id)
+    assert "train-round-01" in stages and {name: run.tags for name, run in stages.items() if run.tags} == {}
 
 
 def test_one_live_metrics_table_per_run_headline_first_and_rounded(golden):
