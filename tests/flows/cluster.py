@@ -96,15 +96,16 @@ def code_snapshot(dest: Path) -> Path:
     return dest
 
 
-def start_worker(env: dict, queue: str, name: str, home: Path, extra_env: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen, object]:
+def start_worker(env: dict, queue: str, name: str, home: Path, extra_env: dict[str, str] | None = None,
+                 pool: str = "sail-gpu") -> tuple[subprocess.Popen, object]:
     """A worker as if on its own host: ``home`` is its working directory, HOME and sail cache; the code
-    comes from the deployment's pull step, not from this checkout (no PYTHONPATH)."""
+    comes from the deployment's pull step, not from this checkout (no PYTHONPATH). A worker creates its
+    pool on the server if the pool does not exist yet."""
     home.mkdir(parents=True, exist_ok=True)
     worker_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     worker_env.update(HOME=str(home), SAIL_CACHE_DIR=str(home / "cache"), **(extra_env or {}))
     handle = open(home / f"worker-{name}.log", "w")
-    proc = subprocess.Popen([PREFECT, "worker", "start", "--pool", "sail-gpu", "--work-queue", queue, "--name", name,
+    proc = subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--work-queue", queue, "--name", name,
                              "--limit", "1"], env=worker_env, cwd=home, stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
     return proc, handle

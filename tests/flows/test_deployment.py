@@ -62,14 +62,16 @@ def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(
 
 
 def test_worker_scripts_start_without_gpus_and_stop_only_their_own_workers(prefect_server, tmp_path):
+    """On a pool of its own (SAIL_POOL): a worker creates its pool on the server, and the cluster's fixture
+    creates sail-gpu on the same server, whichever of the two runs first."""
     bin_dir = str(Path(sys.executable).parent)
-    env = {**prefect_server, "PATH": f"{bin_dir}:/usr/bin:/bin"}  # no nvidia-smi here
+    env = {**prefect_server, "PATH": f"{bin_dir}:/usr/bin:/bin", "SAIL_POOL": "scripts-test"}  # no nvidia-smi
     started = subprocess.run(["bash", str(ROOT / "deployments/start-workers.sh")], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr
     pids = [int(p) for p in (tmp_path / "logs/workers.pids").read_text().split()]
     assert len(pids) == 1 and "control worker" in started.stdout  # no GPU: the control worker only
-    other, handle = start_worker(prefect_server, "gpu", "someone-elses", tmp_path / "other")
+    other, handle = start_worker(prefect_server, "gpu", "someone-elses", tmp_path / "other", pool="scripts-test")
     try:
         stopped = subprocess.run(["bash", str(ROOT / "deployments/stop-workers.sh")], cwd=tmp_path, env=env,
                                  capture_output=True, text=True, timeout=120)
