@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from diffusers import DDPMScheduler
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
 
 
 def add_noise(scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor,

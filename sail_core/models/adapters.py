@@ -10,20 +10,24 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import UNet2DConditionModel
-from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
-from peft.tuners.tuners_utils import BaseTunerLayer
 
 from sail_core.config import LoraSettings
 from sail_core.errors import InputError
 from sail_core.io.tensors import read_metadata, read_tensors, write_tensors
 
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
 TRAIN_ADAPTER = "trainable"  # not "train": adapters become attributes and nn.Module.train exists
 
 
 def lora_config(settings: LoraSettings) -> LoraConfig:
+    from peft import LoraConfig
+
     return LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
@@ -36,6 +40,8 @@ class AdapterSwitch:
     """Activates a set of adapters (or none) on every LoRA layer of a UNet."""
 
     def __init__(self, unet: UNet2DConditionModel) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
         self.unet = unet
         self.layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
 
@@ -62,6 +68,8 @@ def add_adapter(unet: UNet2DConditionModel, name: str, settings: LoraSettings) -
 
 def load_adapter(unet: UNet2DConditionModel, name: str, path: str | Path) -> None:
     """Add adapter ``name`` with the rank/targets recorded in the file and load its weights."""
+    from peft import set_peft_model_state_dict
+
     meta = read_metadata(path)
     if "lora" not in meta:
         raise InputError("not a sail LoRA adapter file (no 'lora' metadata)", file=path)
@@ -75,6 +83,8 @@ def load_adapter(unet: UNet2DConditionModel, name: str, path: str | Path) -> Non
 
 def save_adapter(unet: UNet2DConditionModel, name: str, settings: LoraSettings, path: str | Path,
                  *, overwrite: bool = False) -> Path:
+    from peft import get_peft_model_state_dict
+
     state = {k: v.detach().float() for k, v in get_peft_model_state_dict(unet, adapter_name=name).items()}
     return write_tensors(path, state, metadata={"lora": settings.model_dump_json()}, overwrite=overwrite)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-from diffusers import AutoencoderKL
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
 
 
 class LatentCodec(Protocol):

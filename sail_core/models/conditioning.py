@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class PromptEncoder:
         if self.family != "sdxl":
             hidden = self.text_encoders[0](self._ids(self.tokenizers[0], prompts)).last_hidden_state
             return Conditioning(hidden.float().cpu())
+        from transformers import CLIPTextModelWithProjection
+
         states, pooled = [], None
         for tokenizer, encoder in zip(self.tokenizers, self.text_encoders):
             out = encoder(self._ids(tokenizer, prompts), output_hidden_states=True)

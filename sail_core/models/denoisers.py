@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import UNet2DConditionModel
 
 from sail_core.config import ModelConfig, RuntimeConfig
 from sail_core.errors import InputError
@@ -29,6 +29,9 @@ from sail_core.models.adapters import (
 from sail_core.models.bundle import load_unet, torch_dtype
 from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 
 class Denoisers:

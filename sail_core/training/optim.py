@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers.optimization import get_scheduler
 
 from sail_core.config import TrainConfig
 from sail_core.errors import InputError
@@ -38,5 +37,7 @@ def build_optimizer(params: Sequence[torch.nn.Parameter], config: TrainConfig) -
 
 def build_lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig,
                       total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    from diffusers.optimization import get_scheduler
+
     return get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps,
                          num_training_steps=total_steps)

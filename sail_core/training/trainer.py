@@ -15,10 +15,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 
 from sail_core.algorithm.dpo_loss import dpo_loss
 from sail_core.algorithm.noising import add_noise, per_sample_mse, training_target
@@ -39,6 +39,9 @@ from sail_core.training.step_checkpoints import (
     save_checkpoint,
     set_aside_from,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class DpoTrainer:
         on_step: ProgressFn | None = None,
         on_checkpoint: Callable[[Path], None] | None = None,
     ) -> None:
+        from accelerate import Accelerator
+
         if len(dataset) == 0:
             raise ValueError("no pairs to train on")
         self.bundle = bundle

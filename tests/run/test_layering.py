@@ -69,6 +69,16 @@ def test_pair_schema_and_mixup_import_without_torch_or_transformers():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_flows_and_the_cli_import_without_the_model_libraries():
+    """A process that only orchestrates (a flow whose stages are cached, ``prefect deploy`` loading the
+    flows, a crash hook, a refused ``sail run``) never pays for diffusers, transformers, peft or accelerate
+    (about 5 s of a 10 s start on two cores): they are imported where a model is loaded or scored."""
+    code = ("import sys; import flows.sail_loop, flows.sail_shard, sail_cli.main, sail_core.stages; "
+            "print(sorted(m for m in ('diffusers', 'transformers', 'peft', 'accelerate') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_no_module_outside_the_world_names_it():
     """The embedded world is a plain preset: its files are ``pkg:`` paths in the preset and its judge a
     registered scorer, so no module of the library special-cases it."""

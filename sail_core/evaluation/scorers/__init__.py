@@ -15,6 +15,7 @@ registers its hidden human as ``world`` that way (pyproject.toml).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -25,35 +26,43 @@ from typing import Any
 import torch
 
 from sail_core.errors import InputError
-from sail_core.evaluation.scorers.aesthetic import AestheticScorer
 from sail_core.evaluation.scorers.base import ImageScorer
-from sail_core.evaluation.scorers.clipscore import ClipScoreScorer
-from sail_core.evaluation.scorers.hpsv2 import HPSv2Scorer
-from sail_core.evaluation.scorers.imagereward import ImageRewardScorer
-from sail_core.evaluation.scorers.pickscore import PickScoreScorer
 
 RANDOM_SOURCE = "random"
 
 
 @dataclass(frozen=True)
 class ScorerSpec:
-    build: Callable[..., ImageScorer]
-    random: Callable[..., ImageScorer]
+    """A scorer of the registry. Its class is named, not imported: the scorers import transformers,
+    which a process that never scores (a flow whose evaluations are cached) should not pay for."""
+
+    cls: str
+    """``module:Class``, a class with ``from_pretrained`` and ``random`` constructors."""
     source_parameter: str
     options: tuple[str, ...]
     fixed: tuple[tuple[str, Any], ...] = ()
 
+    def scorer_class(self) -> type:
+        module, name = self.cls.split(":")
+        return getattr(importlib.import_module(module), name)
 
+    @property
+    def build(self) -> Callable[..., ImageScorer]:
+        return self.scorer_class().from_pretrained
+
+    @property
+    def random(self) -> Callable[..., ImageScorer]:
+        return self.scorer_class().random
+
+
+_HERE = __name__
 SCORERS: dict[str, ScorerSpec] = {
-    "pickscore": ScorerSpec(PickScoreScorer.from_pretrained, PickScoreScorer.random, "model", ("processor",)),
-    "clipscore": ScorerSpec(ClipScoreScorer.from_pretrained, ClipScoreScorer.random, "model", ("processor",)),
-    "aesthetic": ScorerSpec(AestheticScorer.from_pretrained, AestheticScorer.random, "head", ("clip",)),
-    "imagereward": ScorerSpec(ImageRewardScorer.from_pretrained, ImageRewardScorer.random, "checkpoint",
-                              ("tokenizer", "med_config")),
-    "hpsv2": ScorerSpec(HPSv2Scorer.from_pretrained, HPSv2Scorer.random, "checkpoint", ("tokenizer",),
-                        (("version", "v2.0"),)),
-    "hpsv2.1": ScorerSpec(HPSv2Scorer.from_pretrained, HPSv2Scorer.random, "checkpoint", ("tokenizer",),
-                          (("version", "v2.1"),)),
+    "pickscore": ScorerSpec(f"{_HERE}.pickscore:PickScoreScorer", "model", ("processor",)),
+    "clipscore": ScorerSpec(f"{_HERE}.clipscore:ClipScoreScorer", "model", ("processor",)),
+    "aesthetic": ScorerSpec(f"{_HERE}.aesthetic:AestheticScorer", "head", ("clip",)),
+    "imagereward": ScorerSpec(f"{_HERE}.imagereward:ImageRewardScorer", "checkpoint", ("tokenizer", "med_config")),
+    "hpsv2": ScorerSpec(f"{_HERE}.hpsv2:HPSv2Scorer", "checkpoint", ("tokenizer",), (("version", "v2.0"),)),
+    "hpsv2.1": ScorerSpec(f"{_HERE}.hpsv2:HPSv2Scorer", "checkpoint", ("tokenizer",), (("version", "v2.1"),)),
 }
 ALIASES = {
     "pick": "pickscore", "pick_score": "pickscore", "clip": "clipscore", "clip_score": "clipscore",
@@ -109,6 +118,18 @@ def build_scorer(
     if source is not None:
         options[spec.source_parameter] = source
     return spec.build(device=device, dtype=dtype, **fixed, **options)
+
+
+_CLASSES = {"PickScoreScorer": "pickscore", "ClipScoreScorer": "clipscore", "AestheticScorer": "aesthetic",
+            "ImageRewardScorer": "imagereward", "HPSv2Scorer": "hpsv2"}
+
+
+def __getattr__(name: str) -> type:
+    """The scorer classes by name (``from sail_core.evaluation.scorers import AestheticScorer``), imported
+    when first asked for."""
+    if name in _CLASSES:
+        return SCORERS[_CLASSES[name]].scorer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
