@@ -55,14 +55,13 @@ class ScorerSpec:
         return self.scorer_class().random
 
 
-_HERE = __name__
 SCORERS: dict[str, ScorerSpec] = {
-    "pickscore": ScorerSpec(f"{_HERE}.pickscore:PickScoreScorer", "model", ("processor",)),
-    "clipscore": ScorerSpec(f"{_HERE}.clipscore:ClipScoreScorer", "model", ("processor",)),
-    "aesthetic": ScorerSpec(f"{_HERE}.aesthetic:AestheticScorer", "head", ("clip",)),
-    "imagereward": ScorerSpec(f"{_HERE}.imagereward:ImageRewardScorer", "checkpoint", ("tokenizer", "med_config")),
-    "hpsv2": ScorerSpec(f"{_HERE}.hpsv2:HPSv2Scorer", "checkpoint", ("tokenizer",), (("version", "v2.0"),)),
-    "hpsv2.1": ScorerSpec(f"{_HERE}.hpsv2:HPSv2Scorer", "checkpoint", ("tokenizer",), (("version", "v2.1"),)),
+    "pickscore": ScorerSpec(f"{__name__}.pickscore:PickScoreScorer", "model", ("processor",)),
+    "clipscore": ScorerSpec(f"{__name__}.clipscore:ClipScoreScorer", "model", ("processor",)),
+    "aesthetic": ScorerSpec(f"{__name__}.aesthetic:AestheticScorer", "head", ("clip",)),
+    "imagereward": ScorerSpec(f"{__name__}.imagereward:ImageRewardScorer", "checkpoint", ("tokenizer", "med_config")),
+    "hpsv2": ScorerSpec(f"{__name__}.hpsv2:HPSv2Scorer", "checkpoint", ("tokenizer",), (("version", "v2.0"),)),
+    "hpsv2.1": ScorerSpec(f"{__name__}.hpsv2:HPSv2Scorer", "checkpoint", ("tokenizer",), (("version", "v2.1"),)),
 }
 ALIASES = {
     "pick": "pickscore", "pick_score": "pickscore", "clip": "clipscore", "clip_score": "clipscore",
@@ -120,16 +119,13 @@ def build_scorer(
     return spec.build(device=device, dtype=dtype, **fixed, **options)
 
 
-_CLASSES = {"PickScoreScorer": "pickscore", "ClipScoreScorer": "clipscore", "AestheticScorer": "aesthetic",
-            "ImageRewardScorer": "imagereward", "HPSv2Scorer": "hpsv2"}
-
-
 def __getattr__(name: str) -> type:
     """The scorer classes by name (``from sail_core.evaluation.scorers import AestheticScorer``), imported
     when first asked for."""
-    if name in _CLASSES:
-        return SCORERS[_CLASSES[name]].scorer_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    spec = next((s for s in SCORERS.values() if s.cls.endswith(f":{name}")), None)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return spec.scorer_class()
 
 
 __all__ = [
