@@ -13,8 +13,10 @@ import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import CLIPTokenizer
+if TYPE_CHECKING:  # imported where a tokenizer is built
+    from transformers import CLIPTokenizer
 
 N_MERGES = 49152 - 256 - 2
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -60,6 +62,8 @@ def write_clip_tokenizer_files(folder: str | Path) -> Path:
 
 def build_clip_tokenizer(folder: str | Path, model_max_length: int = 77) -> CLIPTokenizer:
     """A ``CLIPTokenizer`` saved into ``folder`` (loadable later with ``from_pretrained``)."""
+    from transformers import CLIPTokenizer
+
     folder = write_clip_tokenizer_files(folder)
     # from_pretrained reads vocab.json/merges.txt in both transformers 4.x and 5.x
     tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=model_max_length)

@@ -22,12 +22,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
 
 from sail_core.algorithm.sampler import sample_latents
 from sail_core.config import ModelConfig, SamplerConfig
@@ -40,6 +38,10 @@ from sail_core.models.checkpoint import UnetCheckpoint
 from sail_core.models.denoisers import load_for_inference
 from sail_core.models.tokenizer import build_clip_tokenizer
 from sail_core.world.layout import CANVAS
+
+if TYPE_CHECKING:  # imported where a model is built: a process that only plans or reads records skips them
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
 TEXT_LENGTH = 24
 """Tokens per prompt: the longest world prompt is 14 tokens with its start and end markers."""
@@ -58,6 +60,8 @@ class Architecture:
 
 
 def build_unet(arch: Architecture = Architecture()) -> UNet2DConditionModel:
+    from diffusers import UNet2DConditionModel
+
     depth = len(arch.channels)
     return UNet2DConditionModel(
         sample_size=CANVAS, in_channels=3, out_channels=3, block_out_channels=arch.channels,
@@ -69,6 +73,8 @@ def build_unet(arch: Architecture = Architecture()) -> UNet2DConditionModel:
 
 
 def build_text_encoder(arch: Architecture = Architecture()) -> CLIPTextModel:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     return CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=arch.text_width, intermediate_size=2 * arch.text_width,
         num_hidden_layers=arch.text_layers, num_attention_heads=4, max_position_embeddings=TEXT_LENGTH,
@@ -77,6 +83,8 @@ def build_text_encoder(arch: Architecture = Architecture()) -> CLIPTextModel:
 
 
 def build_scheduler(arch: Architecture = Architecture()) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     # a cosine schedule: linear betas destroy 16×16 images too early for the model to learn from late steps
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                          prediction_type=arch.prediction_type, timestep_spacing=arch.timestep_spacing,

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.session_files import migrated_prefect_home
+
 pytestmark = [pytest.mark.flows, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,9 +68,10 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_kill_9_of_a_sail_command_takes_its_prefect_server_down(tmp_path, command):
+def test_kill_9_of_a_sail_command_takes_its_prefect_server_down(tmp_path, tmp_path_factory, command):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect-home"))  # no profile names a server
+    home = migrated_prefect_home(tmp_path / "prefect-home", tmp_path_factory)  # no profile names a server
+    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(home))
     argv = [arg.format(tmp=tmp_path) for arg in COMMANDS[command]] + ["--runs-dir", str(tmp_path / "runs")]
     sail = subprocess.Popen([sys.executable, "-m", "sail_cli.main", *argv],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

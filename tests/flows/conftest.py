@@ -1,16 +1,20 @@
 """Flow tests run against a real Prefect API: one ``prefect server start`` per pytest session (per xdist
 worker), shared by the flows run in this process and by the CLI commands, deployments and workers the
 tests start; and one finished tiny run per session (``golden``), copied into the tests that change a
-setting, damage a file or resume, instead of computing it again."""
+setting, damage a file or resume, instead of computing it again. The tests that only need its files
+(``golden_files``) take them from whichever pytest-xdist worker finished it first."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.session_files import publish_migrated_database, session_lock
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
@@ -21,7 +25,9 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
     """The environment that talks to this session's server (its migration takes 15-20 s on two cores)."""
     from .cluster import start_server, stop
 
-    proc, env = start_server(tmp_path_factory.mktemp("prefect-server"))
+    home = tmp_path_factory.mktemp("prefect-server")
+    proc, env = start_server(home)
+    publish_migrated_database(home, tmp_path_factory)
     yield env
     stop(proc, 60)
 
@@ -108,13 +114,37 @@ class GoldenRun:
 
 @pytest.fixture(scope="session")
 def golden(tmp_path_factory, prefect_api) -> GoldenRun:
+    """Computed in this process, on this worker's server (the tests that read its flow run need that)."""
     from flows.sail_loop import sail_loop
 
-    runs = tmp_path_factory.mktemp("golden-runs")
-    dead = killed_lock_holder(runs / "golden")
-    state = sail_loop(preset="world", run_name="golden", runs_dir=str(runs), overrides=TINY_WORLD, return_state=True)
-    assert state.is_completed(), state.message
-    return GoldenRun(runs, state.state_details.flow_run_id, dead)
+    def compute() -> GoldenRun:
+        runs = tmp_path_factory.mktemp("golden-runs")
+        dead = killed_lock_holder(runs / "golden")
+        state = sail_loop(preset="world", run_name="golden", runs_dir=str(runs), overrides=TINY_WORLD,
+                          return_state=True)
+        assert state.is_completed(), state.message
+        return GoldenRun(runs, state.state_details.flow_run_id, dead)
+
+    with session_lock(tmp_path_factory, "golden") as folder:  # held while computing: the others wait for it
+        published = folder / "golden.json"
+        if not published.exists():
+            run = compute()
+            published.write_text(json.dumps({"runs": str(run.runs), "dead_lock_holder": run.dead_lock_holder}))
+            return run
+    return compute()
+
+
+@pytest.fixture(scope="session")
+def golden_files(request, tmp_path_factory) -> GoldenRun:
+    """The golden run's files, for tests that copy or compare them and never ask the server about its flow
+    run: the one another pytest-xdist worker finished (it is the same run to the byte: same code, seed and
+    thread count), or else this worker's own."""
+    with session_lock(tmp_path_factory, "golden") as folder:
+        published = folder / "golden.json"
+        found = json.loads(published.read_text()) if published.exists() else None
+    if found is None:
+        return request.getfixturevalue("golden")
+    return GoldenRun(Path(found["runs"]), None, found["dead_lock_holder"])
 
 
 @pytest.fixture(scope="session")
@@ -162,9 +192,9 @@ def real_arch_data(tmp_path_factory):
 class Cluster:
     """This session's server with a process work pool ``sail-gpu``, the deployments of prefect.yaml (deployed
     from ``code``, a snapshot of this working tree: their pull step clones it, and their flow runs work in
-    it, ``SAIL_DEPLOYED_FROM``) and three workers, each as if on its own host (its own directory, cache and
-    S3 credentials): ``control`` on the control queue, ``host-a`` and ``host-b`` on the gpu queue; and a
-    real S3 API (moto's server) on localhost."""
+    it, ``SAIL_DEPLOYED_FROM``) and its workers, each as if on its own host (its own directory, cache and S3
+    credentials): ``host-a`` and ``host-b`` on the gpu queue from the start, ``control`` on the control queue
+    once a test starts it (one test brings its own); and a real S3 API (moto's server) on localhost."""
 
     env: dict
     s3: object
@@ -176,16 +206,21 @@ class Cluster:
     QUEUES = {"control": "control", "host-a": "gpu", "host-b": "gpu"}
 
     def start_worker(self, name: str) -> None:
+        """Start worker ``name`` unless it runs already."""
         from .cluster import start_worker
 
-        self.workers[name] = start_worker(self.env, self.QUEUES[name], name, self.root / name, self.s3.env(name))
+        if name not in self.workers:
+            self.workers[name] = start_worker(self.env, self.QUEUES[name], name, self.root / name,
+                                              self.s3.env(name))
 
     def stop_worker(self, name: str) -> None:
+        """Stop worker ``name`` if it runs."""
         from .cluster import stop_worker
 
-        proc, handle = self.workers.pop(name)
-        stop_worker(proc)
-        handle.close()
+        if name in self.workers:
+            proc, handle = self.workers.pop(name)
+            stop_worker(proc)
+            handle.close()
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +238,7 @@ def cluster(prefect_server, tmp_path_factory) -> Cluster:
         out = cli(prefect_server, "--no-prompt", "deploy", "--all", cwd=code)
         for name in ("sail-loop/sdxl", "sail-loop/sd15", "sail-loop/world", "sail-shard/gpu"):
             assert name in out, out
-        for name in Cluster.QUEUES:
+        for name in ("host-a", "host-b"):
             running.start_worker(name)
         yield running
     finally:

@@ -40,6 +40,7 @@ def test_sd15_deployment_runs_the_real_architecture_from_a_random_weight_folder(
     from .real_arch import LargestDescendantRssSampler, RunCost, overrides, report_cost, stage_costs
 
     deployed = cluster.env
+    cluster.start_worker("control")
     values = overrides("sd15", real_arch_models, real_arch_data)
     started = time.time()
     with LargestDescendantRssSampler(os.getpid()) as sampler:  # the workers are this process's children
@@ -132,7 +133,7 @@ def _stop_mid_round(host: Path, env: dict, flow_run_id: str) -> object:
     return run
 
 
-def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cluster, golden, tmp_path):
+def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cluster, golden_files, tmp_path):
     """The README's path, with no runs_dir: the run lives in the checkout `prefect deploy` ran in (not in
     the worker's temporary clone), so a rerun of the deployment with the same run name, and
     `prefect flow-run retry`, each resume it with every finished stage Cached, to the bytes of an
@@ -142,7 +143,7 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
     env = {k: v for k, v in cluster.env.items() if k != "PYTHONPATH"}
     env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(tmp_path), SAIL_CACHE_DIR=str(tmp_path / "cache"))
     runs = cluster.code / "runs"
-    run_dir = golden.copy_iteration_0(runs, "resume")
+    run_dir = golden_files.copy_iteration_0(runs, "resume")
     cluster.stop_worker("control")  # this test's own control worker takes the control queue
     try:
         _script("start-workers.sh", tmp_path, env)
@@ -170,7 +171,6 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
             assert states[name] == "Cached", (name, states)
     finally:
         _script("stop-workers.sh", tmp_path, env)
-        cluster.start_worker("control")
     # the rerun's round sent each shard run to generate and then rank its shards (one model load, no barrier in
     # between); named from creation, tagged with the run, and children of their round in the UI
     rounds = {r.id for r in others if r.name == "resume-round-01" and parent_flow_run(env, r) == retried.id}
@@ -182,18 +182,19 @@ def test_a_deployment_run_stopped_mid_round_resumes_in_the_deploying_checkout(cl
     assert len(list(next(run_dir.glob("round-01/generate-*/")).glob("shard-*.parquet"))) == 4
     assert len(list(next(run_dir.glob("round-01/rank-*/")).glob("pairs-*.parquet"))) == 4
     # resumed twice, sharded on the way, and the same as the uninterrupted, unsharded run
-    assert same_artifacts(run_dir, golden.dir) == []
+    assert same_artifacts(run_dir, golden_files.dir) == []
 
 
-def test_a_round_waiting_for_gpu_workers_says_why_and_cancelling_its_run_cancels_its_shard_runs(cluster, golden,
-                                                                                                 tmp_path):
+def test_a_round_waiting_for_gpu_workers_says_why_and_cancelling_its_run_cancels_its_shard_runs(
+        cluster, golden_files, tmp_path):
     """The gpu queue paused (no worker takes shard runs): the preflight warns, the round says why within its
     warning time, and cancelling the run from the UI or CLI cancels the shard runs it left queued."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from tasks.shards import _idle_queue_warning
 
-    golden.copy_iteration_0(tmp_path, "waits")
+    cluster.start_worker("control")
+    golden_files.copy_iteration_0(tmp_path, "waits")
     overrides = {**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5,
                  "runtime.shard_wait_warning_seconds": 2}
     cli(cluster.env, "work-queue", "pause", "gpu", "--pool", "sail-gpu")

@@ -31,14 +31,15 @@ def _sizes(store: RunStore, *paths: str) -> int:
     return sum(ref.size for p in paths for ref in store.listing(p).values())
 
 
-def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_local_run(cluster, golden, tmp_path,
-                                                                                       monkeypatch):
+def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_local_run(
+        cluster, golden_files, tmp_path, monkeypatch):
     env, s3, root = cluster.env, cluster.s3, cluster.root
+    cluster.start_worker("control")
     for key, value in s3.env("test").items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SAIL_CACHE_DIR", str(tmp_path / "test-cache"))
     # iteration 0 in the store as a run that finished it left it (the golden run's): round 1 is what runs here
-    seeded = golden.copy_iteration_0(tmp_path / "seeded", "multi")
+    seeded = golden_files.copy_iteration_0(tmp_path / "seeded", "multi")
     RunStore(f"{RUNS}/multi", local=seeded).push([seeded / group for group in ITERATION_0])
     overrides = json.dumps({**TINY_WORLD, "runtime.shard_workers": 2, "runtime.shard_poll_seconds": 0.5})
     # host b dies (SIGKILL) in its second generation shard: 2 prompts x 4 candidates a shard, killed at 12
@@ -95,4 +96,4 @@ def test_a_run_in_s3_shards_over_two_hosts_survives_one_dying_and_matches_a_loca
     # (the lock file of a local run is not an artifact and is never pushed)
     pulled = RunStore(f"{RUNS}/multi", local=tmp_path / "pulled")
     pulled.pull_all()
-    assert same_artifacts(pulled.local, golden.dir) == []
+    assert same_artifacts(pulled.local, golden_files.dir) == []

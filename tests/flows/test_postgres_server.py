@@ -58,7 +58,7 @@ def _rows(url: str, table: str) -> int:
     return int(out.stdout.strip())
 
 
-def test_the_world_deployment_runs_on_a_server_backed_by_postgresql(postgres, cluster, golden, tmp_path):
+def test_the_world_deployment_runs_on_a_server_backed_by_postgresql(postgres, cluster, golden_files, tmp_path):
     home = tmp_path / "prefect-home"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
@@ -75,7 +75,7 @@ def test_the_world_deployment_runs_on_a_server_backed_by_postgresql(postgres, cl
         cli(api, "work-pool", "create", "sail-gpu", "--type", "process")
         assert "sail-loop/world" in cli(api, "--no-prompt", "deploy", "--name", "world", cwd=cluster.code)
         worker = start_worker(api, "control", "pg-control", tmp_path / "worker")
-        golden.copy(cluster.code / "runs", "on-postgres")  # a finished run: every stage Cached, in seconds
+        golden_files.copy(cluster.code / "runs", "on-postgres")  # a finished run: every stage Cached
         flow_run_id = deployment_run(api, "sail-loop/world", "run_name=on-postgres",
                                      f"overrides={json.dumps(TINY_WORLD)}")
         run, _ = wait(api, flow_run_id, timeout=600)

@@ -71,9 +71,11 @@ def test_pair_schema_and_mixup_import_without_torch_or_transformers():
 
 def test_the_flows_and_the_cli_import_without_the_model_libraries():
     """A process that only orchestrates (a flow whose stages are cached, ``prefect deploy`` loading the
-    flows, a crash hook, a refused ``sail run``) never pays for diffusers, transformers, peft or accelerate
-    (about 5 s of a 10 s start on two cores): they are imported where a model is loaded or scored."""
-    code = ("import sys; import flows.sail_loop, flows.sail_shard, sail_cli.main, sail_core.stages; "
+    flows, a crash hook, a refused ``sail run``, the pretraining bench's driver of its variant processes)
+    never pays for diffusers, transformers, peft or accelerate (about 5 s of a 10 s start on two cores):
+    they are imported where a model is built, loaded or scored."""
+    code = ("import sys; import flows.sail_loop, flows.sail_shard, sail_cli.main, sail_core.stages, "
+            "bench.world_pretrain; "
             "print(sorted(m for m in ('diffusers', 'transformers', 'peft', 'accelerate') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
