@@ -1,8 +1,10 @@
-"""Flow tests run against a real Prefect API: one ``prefect server start`` per pytest session (per xdist
-worker), shared by the flows run in this process and by the CLI commands, deployments and workers the
-tests start; and one finished tiny run per session (``golden``), copied into the tests that change a
+"""Flow tests run against a real Prefect API: one ``prefect server start`` in each pytest-xdist worker that
+runs tests of this package, shared by the flows run in this process and by the CLI commands, deployments
+and workers the tests start; and one finished tiny run (``golden``), copied into the tests that change a
 setting, damage a file or resume, instead of computing it again. The tests that only need its files
-(``golden_files``) take them from whichever pytest-xdist worker finished it first."""
+(``golden_files``) take them from whichever worker finished it first. The fixtures are the package's:
+the server, its workers and S3 stop after the worker's last test of this package, not with the session
+(an idle server and its polling workers cost CPU that the other tests need)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory) -> dict[str, str]:
-    """The environment that talks to this session's server (its migration takes 15-20 s on two cores)."""
+    """The environment that talks to this worker's server (its migration takes 15-20 s on two cores)."""
     from .cluster import start_server, stop
 
     home = tmp_path_factory.mktemp("prefect-server")
@@ -32,7 +34,7 @@ def prefect_server(tmp_path_factory) -> dict[str, str]:
     stop(proc, 60)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def prefect_api(prefect_server):
     from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
@@ -112,7 +114,7 @@ class GoldenRun:
         return run
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def golden(tmp_path_factory, prefect_api) -> GoldenRun:
     """Computed in this process, on this worker's server (the tests that read its flow run need that)."""
     from flows.sail_loop import sail_loop
@@ -134,7 +136,7 @@ def golden(tmp_path_factory, prefect_api) -> GoldenRun:
     return compute()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def golden_files(request, tmp_path_factory) -> GoldenRun:
     """The golden run's files, for tests that copy or compare them and never ask the server about its flow
     run: the one another pytest-xdist worker finished (it is the same run to the byte: same code, seed and
@@ -190,7 +192,7 @@ def real_arch_data(tmp_path_factory):
 
 @dataclass(frozen=True)
 class Cluster:
-    """This session's server with a process work pool ``sail-gpu``, the deployments of prefect.yaml (deployed
+    """This worker's server with a process work pool ``sail-gpu``, the deployments of prefect.yaml (deployed
     from ``code``, a snapshot of this working tree: their pull step clones it, and their flow runs work in
     it, ``SAIL_DEPLOYED_FROM``) and its workers, each as if on its own host (its own directory, cache and S3
     credentials): ``host-a`` and ``host-b`` on the gpu queue from the start, ``control`` on the control queue
@@ -223,7 +225,7 @@ class Cluster:
             handle.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(prefect_server, tmp_path_factory) -> Cluster:
     from tests.s3_server import S3Server
 
