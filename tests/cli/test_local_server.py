@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.flows.cluster import wait_healthy
 from tests.session_files import migrated_prefect_home
 
 pytestmark = [pytest.mark.flows, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
@@ -84,15 +84,7 @@ def test_kill_9_of_a_sail_command_takes_its_prefect_server_down(tmp_path, tmp_pa
         assert server is not None
         pid, cmdline = server
         port = int(cmdline.split()[-1])
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:  # serving on localhost (and only there)
-                try:
-                    if client.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            else:
-                pytest.fail("the local server never answered")
+        assert wait_healthy(port, deadline), "the local server never answered"
         assert _listening(port) and not _listening(port, "00000000")  # bound to 127.0.0.1 only
         environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
         assert b"PREFECT_SERVER_ANALYTICS_ENABLED=false" in environ and b"DO_NOT_TRACK=1" in environ  # no telemetry

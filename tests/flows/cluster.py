@@ -67,19 +67,24 @@ def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    with httpx.Client(timeout=2) as client:  # one client: each new one builds an SSL context (50 ms of CPU)
-        while time.monotonic() < deadline:
-            try:
-                if client.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
-                    return proc, env
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                break
-            time.sleep(0.25)
+    if wait_healthy(port, time.monotonic() + 180, alive=lambda: proc.poll() is None):
+        return proc, env
     stop(proc, 30)
     raise TimeoutError((home / "server.log").read_text()[-3000:])
+
+
+def wait_healthy(port: int, deadline: float, alive=lambda: True) -> bool:
+    """Whether the Prefect server on 127.0.0.1:``port`` answers its health check before ``deadline``
+    (``time.monotonic()``), asked every 0.25 s while ``alive()`` holds."""
+    with httpx.Client(timeout=2) as client:  # one client: each new one builds an SSL context (50 ms of CPU)
+        while time.monotonic() < deadline and alive():
+            try:
+                if client.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+    return False
 
 
 def code_snapshot(dest: Path) -> Path:
